@@ -1,0 +1,130 @@
+"""Opening text files: existence checks, gzip, encodings, and problems with line numbers."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import DataError
+
+__all__ = ["Problems", "atomic_write", "check_file", "read_text"]
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def check_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path, after checking that it is a readable, non-empty file."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{what} file not found", path=p, hint="check the path")
+    if p.is_dir():
+        raise DataError(f"{what} path is a folder, expected a file", path=p)
+    if p.stat().st_size == 0:
+        raise DataError(f"{what} file is empty", path=p)
+    return p
+
+
+def read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head == b"\x1f\x8b":
+        try:
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as exc:
+            raise DataError(f"corrupt gzip file ({exc})", path=path) from None
+    return path.read_bytes()
+
+
+def read_text(path: Path, what: str) -> str:
+    """The decoded text of ``path`` (gzip-aware; UTF-8, or UTF-16 with a byte-order mark).
+
+    Undecodable bytes raise a :class:`DataError` naming the line.
+    """
+    raw = read_bytes(path)
+    encoding = "utf-8"
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            raw, encoding = raw[len(bom):], name
+            break
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"{what} is not valid {encoding.upper()} text (byte {raw[exc.start:exc.start + 1]!r} at column {column})",
+            path=path,
+            line=line,
+            hint="re-save the file as UTF-8",
+        ) from None
+    if not text.strip():
+        raise DataError(f"{what} file has no content (only whitespace)", path=path)
+    return text
+
+
+class Problems:
+    """Collects every problem found in a file, then raises them as one :class:`DataError`.
+
+    The message names the first problem with its line and summarises the others, so
+    that a user fixes a file in one pass rather than one error per run.
+    """
+
+    _SHOWN = 3
+
+    def __init__(self, path: Path, limit: int = 1000) -> None:
+        self.path = path
+        self.limit = limit
+        self.items: list[tuple[int | None, str]] = []
+        self.total = 0
+
+    def add(self, line: int | None, message: str) -> None:
+        self.total += 1
+        if len(self.items) < self.limit:
+            self.items.append((line, message))
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def raise_if_any(self, hint: str | None = None) -> None:
+        if not self.total:
+            return
+        line, message = self.items[0]
+        if self.total > 1:
+            others = "; ".join(f"line {ln}: {msg}" if ln else msg for ln, msg in self.items[1:self._SHOWN])
+            more = self.total - min(self.total, self._SHOWN)
+            message += f" [{self.total - 1} more problem(s): {others}" + (f"; ... {more} more" if more else "") + "]"
+        error = DataError(message, path=self.path, line=line, hint=hint)
+        error.problems = list(self.items)  # type: ignore[attr-defined]
+        raise error
+
+
+@contextmanager
+def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
+    """Write to a temporary file beside ``path`` and move it in place only on success,
+    so that a failure never leaves a half-written file. ``.gz`` paths are gzip-compressed.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    encoding = None if binary else "utf-8"
+    try:
+        if target.suffix == ".gz":
+            with gzip.open(tmp, "wb" if binary else "wt", encoding=encoding) as gz:
+                yield gz
+        else:
+            with open(tmp, "wb" if binary else "w", encoding=encoding, newline=None if binary else "\n") as fh:
+                yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,105 @@
+"""TREC run and qrels files.
+
+* Run: ``query_id Q0 doc_id rank score run_tag`` per line, whitespace-separated.
+  The rank column is ignored (the ranking comes from the scores, as in trec_eval).
+* Qrels: ``query_id iteration doc_id relevance`` per line; relevance is an integer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from evalsuite.errors import DataError
+from evalsuite.io._table import Column, Engine, TableData, TableFormat, read_table
+from evalsuite.io._text import atomic_write, check_file
+from evalsuite.types import DuplicateError, Qrels, Run
+
+__all__ = ["QRELS_FORMAT", "RUN_FORMAT", "read_trec_qrels", "read_trec_run", "write_trec_qrels", "write_trec_run"]
+
+RUN_FORMAT = TableFormat(
+    "TREC run",
+    (Column("query_id", "str"), Column("Q0", "skip"), Column("doc_id", "str"), Column("rank", "skip"),
+     Column("score", "float"), Column("run_tag", "skip")),
+    "whitespace",
+)
+QRELS_FORMAT = TableFormat(
+    "TREC qrels",
+    (Column("query_id", "str"), Column("iteration", "skip"), Column("doc_id", "str"), Column("relevance", "int")),
+    "whitespace",
+)
+
+
+def duplicate_error(path: Path, data: TableData, error: DuplicateError) -> DataError:
+    """Re-raise a duplicate (query, doc) found by the data model with file lines."""
+    first, second = (int(data.lines[r]) for r in error.rows)
+    return DataError(
+        error.reason.split(" (rows")[0] + f" (first on line {first})",
+        path=path,
+        line=second,
+        hint=error.hint,
+    )
+
+
+def read_trec_run(path: str | Path, *, name: str | None = None, engine: Engine = "auto") -> Run:
+    """Read a TREC run file. The run is named ``name``, else by its run tag, else the file name."""
+    p = check_file(path, "TREC run")
+    data = read_table(p, RUN_FORMAT, engine)
+    tag = data.first_row[5] if len(data.first_row) == 6 else None
+    try:
+        return Run.from_arrays(
+            data.columns["query_id"], data.columns["doc_id"], data.columns["score"],
+            name=name or tag or p.name.split(".")[0], check_ids=False,
+        )
+    except DuplicateError as exc:
+        raise duplicate_error(p, data, exc) from None
+
+
+def read_trec_qrels(path: str | Path, *, engine: Engine = "auto") -> Qrels:
+    """Read a TREC qrels file (``query_id iteration doc_id relevance``)."""
+    p = check_file(path, "TREC qrels")
+    data = read_table(p, QRELS_FORMAT, engine)
+    try:
+        return Qrels.from_arrays(
+            data.columns["query_id"], data.columns["doc_id"], data.columns["relevance"], check_ids=False
+        )
+    except DuplicateError as exc:
+        raise duplicate_error(p, data, exc) from None
+
+
+def _check_writable_ids(ids: np.ndarray, what: str) -> None:
+    for value in ids.tolist():
+        if not value or any(c.isspace() for c in value):
+            raise DataError(f"cannot write {what} {value!r} to a TREC file: ids must be non-empty and contain no "
+                            "whitespace", hint="use the JSON/JSONL writer for such ids")
+
+
+def write_trec_run(run: Run, path: str | Path, *, tag: str | None = None, depth: int | None = None) -> Path:
+    """Write ``run`` in rank order (ranks from 1), at most ``depth`` docs per query.
+
+    Scores are written with full precision (``repr``), so reading the file back gives
+    the same run.
+    """
+    tag = tag or run.name or "evalsuite"
+    if any(c.isspace() for c in tag):
+        raise DataError(f"run tag {tag!r} contains whitespace")
+    _check_writable_ids(run.query_ids, "query id")
+    _check_writable_ids(run.doc_ids, "doc id")
+    out = run.top_k(depth) if depth is not None else run
+    frame = out.to_frame()
+    with atomic_write(path) as fh:
+        for q, d, s, r in zip(frame["query_id"].tolist(), frame["doc_id"].tolist(), frame["score"].tolist(),
+                              frame["rank"].tolist()):
+            fh.write(f"{q} Q0 {d} {r} {s!r} {tag}\n")
+    return Path(path)
+
+
+def write_trec_qrels(qrels: Qrels, path: str | Path) -> Path:
+    """Write ``qrels`` as ``query_id 0 doc_id relevance`` lines."""
+    _check_writable_ids(qrels.query_ids, "query id")
+    _check_writable_ids(qrels.doc_ids, "doc id")
+    with atomic_write(path) as fh:
+        for q, d, g in zip(qrels.row_query_ids().tolist(), qrels.doc_ids.tolist(), qrels.grades.tolist()):
+            fh.write(f"{q} 0 {d} {g}\n")
+    return Path(path)

@@ -1,0 +1,229 @@
+"""Evaluate a run against qrels: the join, then the metric kernels, then aggregation.
+
+Conventions (documented once, here and in :mod:`evalsuite.metrics.ranking`):
+
+* Ranking: score descending, ties by doc id descending (trec_eval).
+* A query judged in the qrels but absent from the run scores 0 on every metric and
+  is counted in the mean (trec_eval ``-c``); it is listed in ``missing_queries``.
+* A query of the run that the qrels do not judge is ignored (``ignored_queries``).
+* A query with no relevant judgement (no grade >= the level) is excluded from the
+  mean and listed in ``excluded_queries`` (``empty_queries="exclude"``, the default).
+  ``empty_queries="zero"`` instead counts it with its computed value (0 for binary
+  metrics), which reproduces trec_eval's ``-c`` mean exactly.
+* Inputs are never modified; nothing is rounded.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import chain, repeat
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from evalsuite._segments import searchsorted_within, segment_ids
+from evalsuite.errors import ConfigError
+from evalsuite.metrics.ranking import METRICS, Hits
+from evalsuite.metrics.spec import MetricSpec, family_info, parse_metric, parse_metrics
+from evalsuite.types import Qrels, Run, rank_keys
+
+__all__ = ["DEFAULT_METRICS", "EvalResult", "evaluate", "judged_hits", "results_table"]
+
+DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "recall@100", "map", "mrr@10", "P@10")
+
+EmptyQueries = Literal["exclude", "zero"]
+_NOT_JUDGED = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-query and aggregate scores of one run.
+
+    ``per_query`` has one row per query of the qrels (index ``query_id``) and one column
+    per metric (canonical names); a query excluded from a metric's mean holds NaN.
+    ``aggregate`` is the mean over the included queries, unrounded.
+    """
+
+    run_name: str
+    metrics: tuple[str, ...]
+    per_query: pd.DataFrame
+    aggregate: dict[str, float]
+    n_queries: dict[str, int]
+    relevance_level: int
+    empty_queries: EmptyQueries
+    missing_queries: tuple[str, ...] = field(default=())
+    ignored_queries: tuple[str, ...] = field(default=())
+    excluded_queries: tuple[str, ...] = field(default=())
+
+    def __getitem__(self, metric: str | MetricSpec) -> float:
+        """Aggregate value of ``metric`` (any accepted spelling)."""
+        key = str(parse_metric(metric))
+        if key not in self.aggregate:
+            raise KeyError(f"{key} was not evaluated; evaluated: {', '.join(self.metrics)}")
+        return self.aggregate[key]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row (index: run name) with the aggregates and the number of queries."""
+        row = {**self.aggregate, "queries": max(self.n_queries.values(), default=0)}
+        return pd.DataFrame([row], index=pd.Index([self.run_name], name="run"))
+
+
+def results_table(results: Iterable[EvalResult]) -> pd.DataFrame:
+    """Aggregates of several runs as one DataFrame: a row per run, a column per metric."""
+    frames = [r.to_frame() for r in results]
+    return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def evaluate(
+    qrels: Qrels | Mapping[str, Mapping[str, int]],
+    run: Run | Mapping[str, Mapping[str, float]],
+    metrics: str | MetricSpec | Iterable[str | MetricSpec] = DEFAULT_METRICS,
+    *,
+    relevance_level: int = 1,
+    empty_queries: EmptyQueries = "exclude",
+) -> EvalResult:
+    """Score ``run`` against ``qrels`` on ``metrics`` (names such as ``"ndcg@10"``).
+
+    Dicts are accepted for both and converted (``{q: {d: grade}}``, ``{q: {d: score}}``).
+    """
+    if empty_queries not in ("exclude", "zero"):
+        raise ConfigError(f"empty_queries must be 'exclude' or 'zero', got {empty_queries!r}")
+    specs = parse_metrics(metrics)
+    for spec in specs:
+        if family_info(spec.family).kind != "ranking":
+            raise ConfigError(f"{spec} is not a ranking metric; use evalsuite.metrics.correlation for score pairs")
+    qrels_obj = qrels if isinstance(qrels, Qrels) else Qrels.from_dict(qrels)
+    if isinstance(run, Run):
+        run_obj, lookup = run, None
+    else:
+        run_obj = Run.from_dict(run)
+        lookup = run if run_obj.ids_as_given() else None
+    hits = judged_hits(qrels_obj, run_obj, run_lookup=lookup)
+
+    names = [str(s) for s in specs]
+    columns: dict[str, np.ndarray] = {}
+    aggregate: dict[str, float] = {}
+    n_queries: dict[str, int] = {}
+    for spec, name in zip(specs, names):
+        level = int(spec.param("rel") or relevance_level)
+        values = METRICS.get(spec.family).compute(hits, spec, level)
+        if empty_queries == "exclude":
+            values = np.where(hits.num_relevant(level) > 0, values, np.nan)
+        included = ~np.isnan(values)
+        columns[name] = values
+        n_queries[name] = int(included.sum())
+        aggregate[name] = float(values[included].mean()) if included.any() else float("nan")
+
+    query_ids = qrels_obj.query_ids
+    has_relevant = hits.num_relevant(relevance_level) > 0
+    in_run = np.fromiter((q in run_obj for q in query_ids.tolist()), dtype=bool, count=len(query_ids))
+    per_query = pd.DataFrame(columns, index=pd.Index(query_ids, name="query_id", dtype=object))
+    return EvalResult(
+        run_name=run_obj.name,
+        metrics=tuple(names),
+        per_query=per_query,
+        aggregate=aggregate,
+        n_queries=n_queries,
+        relevance_level=relevance_level,
+        empty_queries=empty_queries,
+        missing_queries=tuple(query_ids[has_relevant & ~in_run].tolist()),
+        ignored_queries=tuple(q for q in run_obj.query_ids.tolist() if q not in qrels_obj),
+        excluded_queries=tuple(query_ids[~has_relevant].tolist()),
+    )
+
+
+def judged_hits(
+    qrels: Qrels, run: Run, *, run_lookup: Mapping[str, Mapping[str, float]] | None = None
+) -> Hits:
+    """Join: every judged doc the run retrieved, with its 0-based rank and grade.
+
+    Two equivalent strategies. Given ``run_lookup`` (the dict ``run`` was built from,
+    read here and not kept), each *judgement* is looked up in it: few lookups. Otherwise
+    each *retrieved doc* is looked up in the qrels. Ranks then come from a binary search
+    of the doc's score in the query's sorted scores; ties are broken by doc id (trec_eval).
+    """
+    n_queries = len(qrels)
+    run_index = run._index()
+    run_of_qrels = np.array([run_index.get(q, -1) for q in qrels.query_ids.tolist()], dtype=np.int64)
+    judged_query = segment_ids(qrels.offsets)
+
+    if run_lookup is not None:
+        docs = qrels.doc_ids.tolist()
+        no_scores: dict[str, float] = {}
+        bounds = zip(qrels.query_ids.tolist(), qrels.offsets[:-1].tolist(), qrels.offsets[1:].tolist())
+        scores = np.fromiter(
+            chain.from_iterable(map(run_lookup.get(q, no_scores).get, docs[s:e], repeat(np.nan)) for q, s, e in bounds),
+            dtype=np.float64,
+            count=len(docs),
+        )
+        found = np.flatnonzero(~np.isnan(scores))
+        hit_query = judged_query[found]
+        hit_grade = qrels.grades[found]
+        hit_key = rank_keys(scores[found])
+        hit_doc = qrels.doc_ids[found]
+        hit_run_query = run_of_qrels[hit_query]
+    else:
+        grade_maps = qrels.grade_maps()
+        qrels_index = qrels._index()
+        empty: dict[str, int] = {}
+        docs = run.doc_ids.tolist()
+        bounds = zip(run.query_ids.tolist(), run.offsets[:-1].tolist(), run.offsets[1:].tolist())
+        grades = np.fromiter(
+            chain.from_iterable(
+                map(grade_maps.get(q, empty).get, docs[s:e], repeat(_NOT_JUDGED)) for q, s, e in bounds
+            ),
+            dtype=np.int64,
+            count=len(docs),
+        )
+        rows = np.flatnonzero(grades != _NOT_JUDGED)
+        qrels_of_run = np.array([qrels_index.get(q, -1) for q in run.query_ids.tolist()], dtype=np.int64)
+        hit_run_query = np.searchsorted(run.offsets, rows, side="right") - 1
+        hit_query = qrels_of_run[hit_run_query]
+        hit_grade = grades[rows]
+        hit_key = run.rank_keys()[rows]
+        hit_doc = run.doc_ids[rows]
+
+    rank = _ranks(run, hit_run_query, hit_key, hit_doc)
+    order = np.lexsort((rank, hit_query))
+    return Hits(
+        n_queries=n_queries,
+        query=hit_query[order],
+        rank=rank[order],
+        grade=hit_grade[order],
+        judged_query=judged_query,
+        judged_grade=qrels.grades,
+    )
+
+
+def _ranks(run: Run, run_query: np.ndarray, key: np.ndarray, doc: np.ndarray) -> np.ndarray:
+    """0-based rank of each (query, rank key, doc) hit in the run's trec_eval ranking."""
+    if len(run_query) == 0:
+        return np.zeros(0, dtype=np.int64)
+    sorted_keys = run.sorted_rank_keys()
+    starts = run.offsets[run_query]
+    ends = run.offsets[run_query + 1]
+    lo = searchsorted_within(sorted_keys, starts, ends, key, side="left")
+    hi = searchsorted_within(sorted_keys, starts, ends, key, side="right")
+    rank = lo - starts
+    tied = np.flatnonzero(hi - lo > 1)
+    if len(tied):
+        # Among rows with the same key the order is doc id descending, so the hit's rank
+        # among them is the number of those doc ids greater than its own.
+        keys = run.rank_keys()
+        groups: dict[tuple[int, float], list[str]] = {}
+        for i, q, k, d in zip(tied.tolist(), run_query[tied].tolist(), key[tied].tolist(), doc[tied].tolist()):
+            ascending = groups.get((q, k))
+            if ascending is None:
+                s, e = int(run.offsets[q]), int(run.offsets[q + 1])
+                ascending = sorted(run.doc_ids[s + np.flatnonzero(keys[s:e] == k)].tolist())
+                groups[(q, k)] = ascending
+            rank[i] += len(ascending) - bisect_right(ascending, d)
+    return rank
+
+
+def metric_names(metrics: Iterable[str | MetricSpec]) -> list[str]:
+    """Canonical names of ``metrics`` (parsing every accepted spelling)."""
+    return [str(s) for s in parse_metrics(metrics)]
