@@ -73,15 +73,69 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 METRICS = ("ndcg@10", "recall@100", "map", "mrr@10")
+TREC_MEASURES = {"ndcg_cut.10", "recall.100", "map", "recip_rank"}
+TREC_KEYS = {"ndcg@10": "ndcg_cut_10", "recall@100": "recall_100", "map": "map", "mrr(no cutoff)": "recip_rank"}
+Timings = dict[str, tuple[float, dict[str, float]]]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--queries", type=int, default=10_000)
-    parser.add_argument("--depth", type=int, default=1_000)
-    parser.add_argument("--repeat", type=int, default=1)
-    args = parser.parse_args()
+def pytrec_means(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([v[key] for v in per_query.values()])) for k, key in TREC_KEYS.items()}
 
+
+def ir_measures_list() -> list[Any]:
+    import ir_measures
+
+    return [ir_measures.nDCG @ 10, ir_measures.R @ 100, ir_measures.AP, ir_measures.RR @ 10]
+
+
+def warm_up(qrels: dict, run: dict) -> None:
+    """ranx compiles its numba kernels on first use; every tool loads its lazy parts."""
+    import ir_measures
+    import ranx
+
+    import evalsuite
+
+    small_q = dict(list(qrels.items())[:50])
+    small_r = {q: run[q] for q in small_q}
+    ranx.evaluate(ranx.Qrels(small_q), ranx.Run(small_r), list(METRICS))
+    evalsuite.evaluate(small_q, small_r, METRICS)
+    ir_measures.calc_aggregate(ir_measures_list(), small_q, small_r)
+
+
+def bench_dicts(qrels: dict, run: dict, repeat: int) -> Timings:
+    import ir_measures
+    import pytrec_eval
+    import ranx
+
+    import evalsuite
+
+    tools: dict[str, Callable[[], dict[str, float]]] = {
+        "evalsuite": lambda: evalsuite.evaluate(qrels, run, METRICS).aggregate,
+        "pytrec_eval": lambda: pytrec_means(pytrec_eval.RelevanceEvaluator(qrels, TREC_MEASURES).evaluate(run)),
+        "ranx": lambda: dict(ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), list(METRICS))),
+        "ir_measures": lambda: {str(k): v for k, v in
+                                ir_measures.calc_aggregate(ir_measures_list(), qrels, run).items()},
+    }
+    return {name: timed(fn, repeat) for name, fn in tools.items()}
+
+
+def bench_columnar(run_path: Path, qrels_path: Path, repeat: int) -> Timings:
+    import evalsuite
+    from evalsuite.io import read_qrels, read_run
+
+    qrels = read_qrels(qrels_path)
+    times, aggregate = [], {}
+    for _ in range(repeat):
+        run = read_run(run_path)  # a fresh object each time: its caches are cold
+        gc.collect()
+        start = time.perf_counter()
+        aggregate = evalsuite.evaluate(qrels, run, METRICS).aggregate
+        times.append(time.perf_counter() - start)
+        del run
+    return {"evalsuite": (statistics.median(times), aggregate)}
+
+
+def bench_files(run_path: Path, qrels_path: Path, repeat: int) -> Timings:
     import ir_measures
     import pytrec_eval
     import ranx
@@ -89,86 +143,55 @@ def main() -> None:
     import evalsuite
     from evalsuite.io import read_qrels, read_run
 
+    def pytrec_file() -> dict[str, float]:
+        with open(qrels_path) as fq, open(run_path) as fr:
+            q, r = pytrec_eval.parse_qrel(fq), pytrec_eval.parse_run(fr)
+        return pytrec_means(pytrec_eval.RelevanceEvaluator(q, TREC_MEASURES).evaluate(r))
+
+    def ranx_file() -> dict[str, float]:
+        q = ranx.Qrels.from_file(str(qrels_path), kind="trec")
+        r = ranx.Run.from_file(str(run_path), kind="trec")
+        return dict(ranx.evaluate(q, r, list(METRICS)))
+
+    def ir_measures_file() -> dict[str, float]:
+        q = ir_measures.read_trec_qrels(str(qrels_path))
+        r = ir_measures.read_trec_run(str(run_path))
+        return {str(k): v for k, v in ir_measures.calc_aggregate(ir_measures_list(), q, r).items()}
+
+    tools: dict[str, Callable[[], dict[str, float]]] = {
+        "evalsuite": lambda: evalsuite.evaluate(read_qrels(qrels_path), read_run(run_path), METRICS).aggregate,
+        "pytrec_eval": pytrec_file,
+        "ranx": ranx_file,
+        "ir_measures": ir_measures_file,
+    }
+    return {name: timed(fn, repeat) for name, fn in tools.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--depth", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per tool; the median is reported")
+    args = parser.parse_args()
+
     from importlib.metadata import version
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"numpy {np.__version__}; evalsuite {evalsuite.__version__}, "
+          f"numpy {np.__version__}; evalsuite {version('evalsuite')}, "
           f"pytrec-eval-terrier {version('pytrec-eval-terrier')}, ranx {version('ranx')}, "
-          f"ir_measures {version('ir-measures')}")
+          f"ir_measures {version('ir-measures')}; median of {args.repeat} timed runs")
     t0 = time.perf_counter()
     qrels, run = make_data(args.queries, args.depth)
-    n_rows = sum(map(len, run.values()))
-    print(f"data: {len(run):,} queries, {n_rows:,} run rows, {sum(map(len, qrels.values())):,} judgements "
-          f"(generated in {time.perf_counter() - t0:.1f}s)")
-
-    # -- tools ------------------------------------------------------------------------------
-    def evalsuite_dicts() -> dict[str, float]:
-        return evalsuite.evaluate(qrels, run, METRICS).aggregate
-
-    def pytrec_dicts() -> dict[str, float]:
-        per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map", "recip_rank"}).evaluate(run)
-        keys = {"ndcg@10": "ndcg_cut_10", "recall@100": "recall_100", "map": "map", "mrr(no cutoff)": "recip_rank"}
-        return {k: float(np.mean([v[key] for v in per_query.values()])) for k, key in keys.items()}
-
-    def ranx_dicts() -> dict[str, float]:
-        return dict(ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), list(METRICS)))
-
-    measures = [ir_measures.nDCG @ 10, ir_measures.R @ 100, ir_measures.AP, ir_measures.RR @ 10]
-
-    def ir_measures_dicts() -> dict[str, float]:
-        return {str(k): v for k, v in ir_measures.calc_aggregate(measures, qrels, run).items()}
-
-    # warm-up: ranx compiles its numba kernels; everybody imports lazily-loaded parts
-    small_q = dict(list(qrels.items())[:50])
-    small_r = {q: run[q] for q in small_q}
-    ranx.evaluate(ranx.Qrels(small_q), ranx.Run(small_r), list(METRICS))
-    evalsuite.evaluate(small_q, small_r, METRICS)
-    ir_measures.calc_aggregate(measures, small_q, small_r)
-
-    results: dict[str, dict[str, tuple[float, dict]]] = {"dicts": {}, "columnar": {}, "file": {}}
-    for name, fn in (("evalsuite", evalsuite_dicts), ("pytrec_eval", pytrec_dicts), ("ranx", ranx_dicts),
-                     ("ir_measures", ir_measures_dicts)):
-        results["dicts"][name] = timed(fn, args.repeat)
-
+    print(f"data: {len(run):,} queries, {sum(map(len, run.values())):,} run rows, "
+          f"{sum(map(len, qrels.values())):,} judgements (generated in {time.perf_counter() - t0:.1f}s)")
+    warm_up(qrels, run)
+    results: dict[str, Timings] = {"dicts": bench_dicts(qrels, run, args.repeat)}
     with tempfile.TemporaryDirectory() as tmp:
         run_path, qrels_path = write_trec_files(qrels, run, Path(tmp))
-        del run
+        del run, qrels
         gc.collect()
-
-        loaded_qrels = read_qrels(qrels_path)
-        times = []
-        for _ in range(args.repeat):
-            loaded_run = read_run(run_path)  # a fresh object: cold caches
-            gc.collect()
-            start = time.perf_counter()
-            agg = evalsuite.evaluate(loaded_qrels, loaded_run, METRICS).aggregate
-            times.append(time.perf_counter() - start)
-            del loaded_run
-        results["columnar"]["evalsuite"] = (statistics.median(times), agg)
-
-        def evalsuite_file() -> dict[str, float]:
-            return evalsuite.evaluate(read_qrels(qrels_path), read_run(run_path), METRICS).aggregate
-
-        def pytrec_file() -> dict[str, float]:
-            with open(qrels_path) as fq, open(run_path) as fr:
-                q, r = pytrec_eval.parse_qrel(fq), pytrec_eval.parse_run(fr)
-            per_query = pytrec_eval.RelevanceEvaluator(q, {"ndcg_cut.10", "recall.100", "map", "recip_rank"}).evaluate(r)
-            keys = {"ndcg@10": "ndcg_cut_10", "recall@100": "recall_100", "map": "map", "mrr(no cutoff)": "recip_rank"}
-            return {k: float(np.mean([v[key] for v in per_query.values()])) for k, key in keys.items()}
-
-        def ranx_file() -> dict[str, float]:
-            q = ranx.Qrels.from_file(str(qrels_path), kind="trec")
-            r = ranx.Run.from_file(str(run_path), kind="trec")
-            return dict(ranx.evaluate(q, r, list(METRICS)))
-
-        def ir_measures_file() -> dict[str, float]:
-            q = ir_measures.read_trec_qrels(str(qrels_path))
-            r = ir_measures.read_trec_run(str(run_path))
-            return {str(k): v for k, v in ir_measures.calc_aggregate(measures, q, r).items()}
-
-        for name, fn in (("evalsuite", evalsuite_file), ("pytrec_eval", pytrec_file), ("ranx", ranx_file),
-                         ("ir_measures", ir_measures_file)):
-            results["file"][name] = timed(fn, args.repeat)
+        results["columnar"] = bench_columnar(run_path, qrels_path, args.repeat)
+        results["file"] = bench_files(run_path, qrels_path, args.repeat)
 
     print()
     print(f"{'input':<10} {'tool':<12} {'seconds':>8}   aggregates")
@@ -177,13 +200,11 @@ def main() -> None:
             shown = ", ".join(f"{k}={v:.6f}" for k, v in agg.items())
             print(f"{kind:<10} {tool:<12} {seconds:>8.2f}   {shown}")
     print()
-    ours = results["dicts"]["evalsuite"][0]
-    for tool in ("pytrec_eval", "ranx", "ir_measures"):
-        print(f"from dicts: evalsuite is {results['dicts'][tool][0] / ours:.1f}x faster than {tool}")
-    ours = results["file"]["evalsuite"][0]
-    for tool in ("pytrec_eval", "ranx", "ir_measures"):
-        print(f"from a TREC run file: evalsuite is {results['file'][tool][0] / ours:.1f}x faster than {tool}")
-    print(f"metrics from an already-loaded columnar run (first evaluation): "
+    for kind, label in (("dicts", "from dicts"), ("file", "from a TREC run file")):
+        ours = results[kind]["evalsuite"][0]
+        for tool in ("pytrec_eval", "ranx", "ir_measures"):
+            print(f"{label}: evalsuite is {results[kind][tool][0] / ours:.1f}x faster than {tool}")
+    print(f"metrics from an already-loaded columnar run (first evaluation of the object): "
           f"{results['columnar']['evalsuite'][0]:.2f}s")
 
 

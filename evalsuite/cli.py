@@ -61,6 +61,10 @@ def _json_value(value: float) -> float | None:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def _queries(n: int, kind: str) -> str:
+    return f"{n} {kind} quer{'y' if n == 1 else 'ies'}"
+
+
 # -- evaluate -------------------------------------------------------------------------------
 
 
@@ -123,13 +127,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for result in results:
         notes = []
         if result.missing_queries:
-            notes.append(f"{len(result.missing_queries)} judged quer{'y' if len(result.missing_queries) == 1 else 'ies'}"
-                         f" missing from the run scored 0")
+            notes.append(f"{_queries(len(result.missing_queries), 'judged')} missing from the run scored 0")
         if result.excluded_queries and args.empty_queries == "exclude":
-            notes.append(f"{len(result.excluded_queries)} without relevant docs excluded from the mean")
+            notes.append(f"{_queries(len(result.excluded_queries), 'judged')} without relevant docs excluded "
+                         "from the mean")
         if result.ignored_queries:
-            notes.append(f"{len(result.ignored_queries)} run quer{'y' if len(result.ignored_queries) == 1 else 'ies'}"
-                         " not in the qrels ignored")
+            notes.append(f"{_queries(len(result.ignored_queries), 'run')} not in the qrels ignored")
         if notes:
             print(f"evalsuite: note: run {result.run_name!r}: " + "; ".join(notes), file=sys.stderr)
 

@@ -323,7 +323,7 @@ class Run(_Collection):
             row = int(np.flatnonzero(nan)[0])
             q = self.row_query_ids()[row]
             where = "" if original_rows is None else f" (row {int(original_rows[row]) + 1})"
-            raise DataError(f"run query {q!r}, doc {self._doc_ids[row]!r}: score is NaN{where}")
+            raise DataError(f"run query {q!r}, doc {self._doc_ids[row]!r}: score is missing or NaN{where}")
 
     # -- access -------------------------------------------------------------------------
 
@@ -421,7 +421,8 @@ class Run(_Collection):
 
 def rank_keys(scores: FloatArray) -> NDArray[np.float32]:
     """Sort keys of scores: ``-float32(score)``, so ascending key = descending score (trec_eval)."""
-    return np.negative(scores.astype(np.float32))
+    with np.errstate(over="ignore"):  # beyond float32 range becomes +-inf, as in trec_eval
+        return np.negative(scores.astype(np.float32))
 
 
 def _break_ties_by_doc(order: IntArray, tied: NDArray[np.bool_], seg: IntArray, doc_ids: ObjArray) -> IntArray:

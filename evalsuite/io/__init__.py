@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from evalsuite.errors import ConfigError, DataError
-from evalsuite.io._table import Engine
+from evalsuite.io._table import Engine, split_whitespace
 from evalsuite.io._text import check_file
 from evalsuite.io.beir import available_splits, read_beir, read_beir_qrels, read_corpus, read_queries
 from evalsuite.io.jsonio import (
@@ -92,7 +92,7 @@ def read_qrels(path: str | Path, *, format: QrelsFormat = "auto", engine: Engine
             line = _first_line(p)
             if len(line.split("\t")) == 3:
                 fmt = "beir"
-            elif len(line.split()) == 4:
+            elif len(split_whitespace(line)) == 4:
                 fmt = "trec"
             else:
                 raise DataError(

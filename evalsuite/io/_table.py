@@ -14,6 +14,7 @@ whenever arrow refuses the file, so malformed input always gets the exact report
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +24,11 @@ import numpy as np
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.io._text import Problems, read_bytes, read_text
 
-__all__ = ["Column", "TableData", "TableFormat", "read_table"]
+__all__ = ["Column", "TableData", "TableFormat", "read_table", "split_whitespace"]
 
 Engine = Literal["auto", "arrow", "python"]
+_ASCII_SPACE = " \t\n\r\v\f"
+_ASCII_SPLIT = re.compile(r"[ \t\n\r\v\f]+")
 FAST_MIN_BYTES = 1 << 20
 
 
@@ -72,6 +75,15 @@ def read_table(path: Path, fmt: TableFormat, engine: Engine = "auto") -> TableDa
     return _read_python(path, fmt)
 
 
+def split_whitespace(line: str) -> list[str]:
+    """Fields of a whitespace-separated line. Like trec_eval, only ASCII whitespace separates
+    (``str.split()`` would also split on e.g. U+00A0)."""
+    if line.isascii():
+        return line.split()
+    stripped = line.strip(_ASCII_SPACE)
+    return _ASCII_SPLIT.split(stripped) if stripped else []
+
+
 def _parse_value(kind: str, value: str) -> Any:
     if kind == "str":
         return value
@@ -108,7 +120,10 @@ def _read_python(path: Path, fmt: TableFormat) -> TableData:
         line = raw.rstrip("\r")
         if not line.strip():
             continue
-        fields = [f.strip() for f in line.split("\t")] if fmt.sep == "tab" else line.split()
+        if fmt.sep == "tab":
+            fields = [f.strip(_ASCII_SPACE) for f in line.split("\t")]
+        else:
+            fields = split_whitespace(line)
         if first_line:
             first_line = False
             if fmt.may_have_header and _is_header(tuple(fields), fmt):

@@ -107,6 +107,12 @@ class Problems:
         raise error
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and move it in place only on success,
@@ -116,6 +122,7 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
     encoding = None if binary else "utf-8"
     try:
         if target.suffix == ".gz":

@@ -70,7 +70,7 @@ def read_trec_qrels(path: str | Path, *, engine: Engine = "auto") -> Qrels:
 
 def _check_writable_ids(ids: np.ndarray, what: str) -> None:
     for value in ids.tolist():
-        if not value or any(c.isspace() for c in value):
+        if not value or any(c in " \t\n\r\v\f" for c in value):
             raise DataError(f"cannot write {what} {value!r} to a TREC file: ids must be non-empty and contain no "
                             "whitespace", hint="use the JSON/JSONL writer for such ids")
 
@@ -82,7 +82,7 @@ def write_trec_run(run: Run, path: str | Path, *, tag: str | None = None, depth:
     the same run.
     """
     tag = tag or run.name or "evalsuite"
-    if any(c.isspace() for c in tag):
+    if not tag or any(c in " \t\n\r\v\f" for c in tag):
         raise DataError(f"run tag {tag!r} contains whitespace")
     _check_writable_ids(run.query_ids, "query id")
     _check_writable_ids(run.doc_ids, "doc id")

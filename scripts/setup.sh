@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create ./.venv and install evalsuite into it.
+#   scripts/setup.sh          the package and what the default suite needs
+#   scripts/setup.sh dev      ... plus the test tools (pytest, hypothesis, oracles, ruff, mypy)
+# Idempotent: a second call only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile="${1:-run}"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python="$candidate"; break; fi
+  done
+fi
+if [ -z "$python" ]; then
+  echo "setup: no python3 found; install Python 3.10+ first" >&2
+  exit 2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+pip install --upgrade pip >/dev/null
+
+case "$profile" in
+  run) extras="" ;;
+  dev) extras="[dev]" ;;
+  *) echo "setup: unknown profile '$profile' (use: run, dev)" >&2; exit 2 ;;
+esac
+pip install -e ".${extras}"

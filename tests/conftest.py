@@ -1,0 +1,33 @@
+"""Shared fixtures: where the real datasets live.
+
+Real data (Cranfield, STS Benchmark) is found in $EVALSUITE_DATA_DIR, else in the
+checkout's sibling folder ``../shared/data`` (found from this file, never the cwd).
+Tests that need it are skipped, with the reason, when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    env = os.environ.get("EVALSUITE_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cranfield_dir() -> Path:
+    path = data_dir() / "cranfield"
+    if not (path / "corpus.jsonl").is_file():
+        pytest.skip(f"Cranfield not found at {path} (set EVALSUITE_DATA_DIR; see README 'Data')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return REPO / "golden_sets" / "cranfield-50"

@@ -1,0 +1,102 @@
+"""The command line: output formats, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalsuite.cli import main
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden_sets" / "cranfield-50"
+QRELS = str(GOLDEN / "qrels" / "test.tsv")
+BM25 = str(GOLDEN / "runs" / "bm25.trec")
+MINILM = str(GOLDEN / "runs" / "minilm.trec")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_table_has_a_row_per_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "evaluate", "--qrels", QRELS, "--run", BM25, "--run", MINILM,
+                             "-m", "ndcg@10", "-m", "recall@100")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "ndcg@10", "recall@100", "queries"]
+    assert [line.split()[0] for line in lines[1:]] == ["bm25", "minilm"]
+    assert all(len(cell.split(".")[-1]) == 4 for cell in lines[1].split()[1:3])  # rounded for display only
+
+
+def test_positional_form_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "evaluate", QRELS, BM25)
+    assert code == 0
+    assert out.splitlines()[0].split() == ["run", "ndcg@10", "recall@100", "map", "mrr@10", "P@10", "queries"]
+
+
+def test_json_carries_full_precision_and_per_query(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "evaluate", QRELS, BM25, "-m", "map", "-q", "--format", "json")
+    assert code == 0
+    payload = json.loads(out)
+    run = payload["runs"][0]
+    assert run["run"] == "bm25" and len(run["per_query"]) == 50
+    mean = sum(v["map"] for v in run["per_query"].values()) / 50
+    assert run["aggregate"]["map"] == pytest.approx(mean, abs=1e-12)
+
+
+def test_csv_per_query_ends_with_all_row(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "evaluate", QRELS, BM25, "-m", "P@5", "-q", "--format", "csv")
+    assert code == 0
+    rows = out.splitlines()
+    assert rows[0] == "run,query_id,P@5" and rows[-1].startswith("bm25,all,") and len(rows) == 52
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", QRELS, BM25, "-m", "ndgc@10"], "unknown metric 'ndgc@10'; did you mean 'ndcg@10'"),
+        (["evaluate", QRELS], "needs a qrels file and at least one run file"),
+        (["evaluate", "/no/such/qrels", BM25], "/no/such/qrels: qrels file not found"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert err.startswith("evalsuite: error: ") and message in err and err.count("\n") == 1
+
+
+def test_bad_run_file_from_a_real_process(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.trec"
+    bad.write_text("q1 Q0 d1 1 0.5 t\nq1 Q0 d2 2 high t\n")
+    proc = subprocess.run([sys.executable, "-m", "evalsuite", "evaluate", QRELS, str(bad)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == f"evalsuite: error: {bad}:2: score 'high' is not a number " \
+                          "(each line must be: query_id Q0 doc_id rank score run_tag)\n"
+    assert proc.stdout == ""
+
+
+def test_notes_about_missing_and_ignored_queries(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = tmp_path / "partial.trec"
+    run.write_text("".join(line + "\n" for line in Path(BM25).read_text().splitlines()[:150])
+                   + "zzz Q0 1 1 1.0 bm25\n")
+    code, _, err = run_cli(capsys, "evaluate", QRELS, str(run), "-m", "map")
+    assert code == 0
+    assert "judged queries missing from the run scored 0" in err and "1 run query not in the qrels ignored" in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--format", "xml", QRELS, BM25])
+    assert info.value.code == 2
+
+
+def test_metrics_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "metrics")
+    assert code == 0 and "ndcg@10" in out and "recip_rank" in out
