@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
@@ -26,7 +26,7 @@ EXIT_USAGE = 2
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in evalsuite's one-line form (exit 2)."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"evalsuite: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
