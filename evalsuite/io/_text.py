@@ -68,6 +68,10 @@ def read_text(path: Path, what: str) -> str:
         ) from None
     if not text.strip():
         raise DataError(f"{what} file has no content (only whitespace)", path=path)
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{what} contains NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order mark?)",
+                        path=path, line=line, hint="re-save the file as UTF-8")
     return text
 
 

@@ -251,3 +251,9 @@ def test_shipped_golden_set_reads(golden_dir: Path) -> None:
     data = read_beir(golden_dir)
     assert (len(data.corpus), len(data.queries), data.qrels.n_rows) == (600, 50, 413)
     assert json.loads((golden_dir / "queries.jsonl").read_text().splitlines()[0])["_id"] in data.qrels
+
+
+def test_utf16_without_bom_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "u16.run", "q1 Q0 d1 1 0.5 t\n".encode("utf-16-le"))
+    with pytest.raises(DataError, match=re.escape(f"{path}:1: TREC run contains NUL bytes")):
+        read_trec_run(path)
