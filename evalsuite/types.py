@@ -317,6 +317,41 @@ class Run(_Collection):
             name=name,
         )
 
+    @classmethod
+    def from_topk(
+        cls,
+        query_ids: Sequence[str] | ObjArray,
+        doc_ids: Sequence[str] | ObjArray,
+        indices: NDArray[np.integer],
+        scores: NDArray[np.floating],
+        *,
+        name: str = "run",
+    ) -> Run:
+        """Build from search results: row ``i`` of ``indices``/``scores`` (queries x k) holds the
+        positions in ``doc_ids`` and the scores of query ``i``'s hits. Negative indices mark
+        empty slots (as FAISS returns when fewer than k hits exist) and are dropped.
+        """
+        q = _check_ids(_object_array(query_ids), "query ids")
+        docs = _check_ids(_object_array(doc_ids), "doc ids")
+        idx = np.asarray(indices)
+        val = np.asarray(scores, dtype=np.float64)
+        if idx.ndim != 2 or idx.shape != val.shape or idx.shape[0] != len(q):
+            raise DataError(f"from_topk: indices {idx.shape} and scores {val.shape} must both be "
+                            f"(queries={len(q)}, k)")
+        valid = idx >= 0
+        counts = valid.sum(axis=1).astype(np.int64)
+        flat_idx = idx[valid]
+        if len(flat_idx) and int(flat_idx.max()) >= len(docs):
+            raise DataError(f"from_topk: index {int(flat_idx.max())} is out of range for {len(docs)} docs")
+        if len(np.unique(q)) != len(q):
+            raise DataError("from_topk: query ids must be unique")
+        offsets = offsets_from_counts(counts)
+        if (dup := _find_duplicate(q, offsets, flat_idx.astype(object))) is not None:
+            raise DataError(f"from_topk: doc {docs[flat_idx[dup[1]]]!r} appears twice in one query's results")
+        run = cls._make(q, offsets, docs[flat_idx], val[valid], name=name)
+        run._check_scores()
+        return run
+
     def _check_scores(self, original_rows: IntArray | None = None) -> None:
         nan = np.isnan(self._scores)
         if nan.any():

