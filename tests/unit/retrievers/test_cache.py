@@ -1,0 +1,110 @@
+"""The embedding cache: hits, exact invalidation, corruption never served."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalsuite.retrievers.cache import EmbeddingCache, cached_encode, default_cache_dir, text_key
+
+FP = {"model": "toy", "weights": "abc", "dim": 3}
+
+
+class CountingEncoder:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, texts: list[str]) -> list[np.ndarray]:
+        self.seen.extend(texts)
+        return [np.array([len(t), t.count("a"), 1.0], dtype=np.float32) for t in texts]
+
+
+def test_second_pass_encodes_nothing_and_a_changed_text_only_itself(cache_dir: Path) -> None:
+    cache, enc = EmbeddingCache(cache_dir), CountingEncoder()
+    texts = ["alpha", "beta", "gamma", "beta"]
+    values, stats = cached_encode(texts, enc, cache=cache, fingerprint=FP)
+    assert enc.seen == ["alpha", "beta", "gamma"]  # the duplicate is encoded once
+    assert (stats.requested, stats.hits, stats.encoded) == (4, 0, 3)
+    np.testing.assert_array_equal(values[1], values[3])
+
+    enc2 = CountingEncoder()
+    again, stats = cached_encode(texts, enc2, cache=cache, fingerprint=FP)
+    assert enc2.seen == [] and stats.encoded == 0 and stats.hits == 4
+    for a, b in zip(values, again):
+        np.testing.assert_array_equal(a, b)
+
+    enc3 = CountingEncoder()
+    _, stats = cached_encode(["alpha", "BETA", "gamma"], enc3, cache=cache, fingerprint=FP)
+    assert enc3.seen == ["BETA"] and stats.encoded == 1
+
+
+def test_another_fingerprint_is_another_namespace(cache_dir: Path) -> None:
+    cache = EmbeddingCache(cache_dir)
+    cached_encode(["x"], CountingEncoder(), cache=cache, fingerprint=FP)
+    enc = CountingEncoder()
+    cached_encode(["x"], enc, cache=cache, fingerprint={**FP, "dim": 2})
+    assert enc.seen == ["x"]
+    assert cache.path_for(FP) != cache.path_for({**FP, "dim": 2})
+
+
+def test_tuples_and_matrices_round_trip(cache_dir: Path) -> None:
+    cache = EmbeddingCache(cache_dir)
+    sparse = (np.array([3, 17], dtype=np.int32), np.array([0.5, 1.25], dtype=np.float32))
+    tokens = np.arange(12, dtype=np.float16).reshape(4, 3)
+    cache.put_many(FP, {"s": sparse, "t": tokens})
+    found, corrupt = cache.get_many(FP, ["s", "t", "missing"])
+    assert corrupt == 0 and set(found) == {"s", "t"}
+    np.testing.assert_array_equal(found["s"][0], sparse[0])
+    np.testing.assert_array_equal(found["s"][1], sparse[1])
+    assert found["t"].dtype == np.float16 and found["t"].shape == (4, 3)
+
+
+def test_a_damaged_row_is_dropped_and_re_encoded(cache_dir: Path) -> None:
+    cache = EmbeddingCache(cache_dir)
+    values, _ = cached_encode(["alpha", "beta"], CountingEncoder(), cache=cache, fingerprint=FP)
+    with sqlite3.connect(cache.path_for(FP)) as conn:
+        blob = conn.execute("SELECT value FROM entries WHERE text_key = ?", (text_key("beta"),)).fetchone()[0]
+        damaged = blob[:-8] + bytes(8)  # same length, different bytes: only the checksum can tell
+        conn.execute("UPDATE entries SET value = ? WHERE text_key = ?", (damaged, text_key("beta")))
+    enc = CountingEncoder()
+    again, stats = cached_encode(["alpha", "beta"], enc, cache=cache, fingerprint=FP)
+    assert enc.seen == ["beta"] and stats.corrupt == 1 and stats.hits == 1
+    np.testing.assert_array_equal(again[1], values[1])
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside_and_rebuilt(cache_dir: Path) -> None:
+    cache = EmbeddingCache(cache_dir)
+    cached_encode(["alpha"], CountingEncoder(), cache=cache, fingerprint=FP)
+    path = cache.path_for(FP)
+    path.write_bytes(b"this is not sqlite" * 100)
+    enc = CountingEncoder()
+    values, stats = cached_encode(["alpha"], enc, cache=cache, fingerprint=FP)
+    assert enc.seen == ["alpha"] and stats.encoded == 1
+    assert values[0][0] == 5
+    assert list(cache_dir.glob("*.corrupt-*"))  # kept for inspection
+    enc2 = CountingEncoder()
+    cached_encode(["alpha"], enc2, cache=cache, fingerprint=FP)
+    assert enc2.seen == []
+
+
+def test_no_cache_encodes_everything(cache_dir: Path) -> None:
+    enc = CountingEncoder()
+    cached_encode(["a", "b"], enc, cache=None, fingerprint=FP)
+    cached_encode(["a", "b"], enc, cache=None, fingerprint=FP)
+    assert enc.seen == ["a", "b", "a", "b"] and not cache_dir.exists()
+
+
+def test_wrong_number_of_encodings_is_an_error(cache_dir: Path) -> None:
+    with pytest.raises(RuntimeError, match="returned 1 encodings for 2 texts"):
+        cached_encode(["a", "b"], lambda texts: [np.zeros(3)], cache=EmbeddingCache(cache_dir), fingerprint=FP)
+
+
+def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "here"))
+    assert default_cache_dir() == tmp_path / "here"
+    monkeypatch.delenv("EVALSUITE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "evalsuite"
