@@ -1,0 +1,192 @@
+"""Suite specs: ``tasks/<suite>.yaml`` declares tasks x retrievers x metrics (x gates).
+
+Example::
+
+    name: default
+    k: 100                                   # search depth per query
+    metrics: [ndcg@10, recall@100, mrr@10]
+    tasks:
+      - {name: cranfield-50, type: golden, path: ../golden_sets/cranfield-50}
+      - {name: cranfield, type: beir, path: "${EVALSUITE_DATA_DIR:-../../shared/data}/cranfield",
+         optional: true}
+    retrievers:
+      - {name: bm25, type: bm25}
+      - {name: minilm, type: dense, params: {model: all-MiniLM-L6-v2}}
+      - {name: hybrid, type: hybrid, params: {retrievers: [bm25, minilm]}}
+
+Relative paths are relative to the YAML file. ``${VAR}`` and ``${VAR:-default}`` are
+expanded from the environment. In a hybrid or rerank retriever, a string naming another
+retriever of the suite stands for that retriever's spec. Every problem is reported as one
+line naming the YAML file, line and field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from evalsuite.errors import ConfigError, EvalsuiteError
+
+__all__ = ["RetrieverSpec", "SuiteConfig", "TaskSpec", "load_suite"]
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSpec(_Strict):
+    """One task of a suite."""
+
+    name: str
+    type: Literal["golden", "beir", "sts", "mteb"]
+    path: str | None = None
+    split: str = "test"
+    main_metric: str | None = None
+    ignore_identical_ids: bool = False
+    optional: bool = Field(default=False, description="skip (with a note) instead of failing when data is missing")
+    corpus: str | None = Field(default=None, description="golden single-file form: the corpus file")
+    mteb_task: str | None = Field(default=None, description="mteb task name, for type: mteb")
+    description: str = ""
+
+
+class RetrieverSpec(_Strict):
+    """One system of a suite: a registered retriever type with parameters."""
+
+    name: str
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SuiteConfig(_Strict):
+    """A whole suite, validated."""
+
+    name: str
+    description: str = ""
+    k: int = Field(default=100, ge=1)
+    seed: int = 0
+    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map"])
+    tasks: list[TaskSpec] = Field(min_length=1)
+    retrievers: list[RetrieverSpec] = Field(default_factory=list)
+    output: str = "../reports"
+    store: str | None = Field(default=None, description="results store (SQLite); default: <output>/history.sqlite")
+    cache_dir: str | None = None
+    baseline: str | None = Field(default=None, description="results.json or results-store id to compare against")
+    gates: list[dict[str, Any]] = Field(default_factory=list)
+    source: str = Field(default="", exclude=True)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str]) -> list[str]:
+        from evalsuite.metrics.spec import parse_metrics
+
+        return [str(s) for s in parse_metrics(value)]
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A path from the spec, relative to the YAML file, with ``${VAR:-default}`` expanded."""
+        if path is None:
+            return None
+        expanded = _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), path)
+        p = Path(expanded).expanduser()
+        return p if p.is_absolute() else (Path(self.source).parent / p).resolve()
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the YAML node at pydantic location ``loc`` (nearest existing parent)."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if node is not None:
+                line = node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            node = None
+    return line
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for key in loc:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: suite file not found")
+    text = p.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a suite is a YAML mapping with name, tasks, retrievers and metrics")
+    data.setdefault("name", p.stem)
+    try:
+        suite = SuiteConfig.model_validate({**data, "source": str(p.resolve())})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        line = _line_of(root, loc)
+        message = error["msg"]
+        ctx = error.get("ctx") or {}
+        if isinstance(ctx.get("error"), EvalsuiteError):
+            message = str(ctx["error"])
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{p}{':' + str(line) if line else ''}: {_field_path(loc)}: {message}{more}") from None
+    _check_names(suite, p, root)
+    return suite
+
+
+def _check_names(suite: SuiteConfig, path: Path, root: yaml.Node | None) -> None:
+    """Unique names; retriever types exist; their parameters exist; references resolve."""
+    from evalsuite.errors import UnknownNameError
+    from evalsuite.retrievers import RETRIEVERS
+
+    def fail(loc: tuple[int | str, ...], message: str) -> None:
+        line = _line_of(root, loc)
+        raise ConfigError(f"{path}{':' + str(line) if line else ''}: {_field_path(loc)}: {message}")
+
+    all_names = (("task", [t.name for t in suite.tasks]), ("retriever", [r.name for r in suite.retrievers]))
+    for kind, item_names in all_names:
+        seen: dict[str, int] = {}
+        for i, name in enumerate(item_names):
+            if name in seen:
+                fail((f"{kind}s", i, "name"), f"{kind} name {name!r} is used twice (also #{seen[name] + 1})")
+            seen[name] = i
+    names = {r.name for r in suite.retrievers}
+    for i, spec in enumerate(suite.retrievers):
+        try:
+            RETRIEVERS.canonical(spec.type)
+        except UnknownNameError as exc:
+            fail(("retrievers", i, "type"), str(exc))
+        for key in ("retrievers", "first_stage"):
+            refs = spec.params.get(key)
+            for ref in refs if isinstance(refs, list) else [refs] if refs is not None else []:
+                if isinstance(ref, str) and ref not in names and ref not in RETRIEVERS:
+                    fail(("retrievers", i, "params", key), f"{ref!r} is neither a retriever of this suite "
+                                                           f"({', '.join(sorted(names))}) nor a retriever type")
+    for i, task in enumerate(suite.tasks):
+        if task.type in ("golden", "beir", "sts") and not task.path:
+            fail(("tasks", i), f"task {task.name!r} of type {task.type} needs a path")
+        if task.type == "mteb" and not task.mteb_task:
+            fail(("tasks", i), f"task {task.name!r} of type mteb needs mteb_task (e.g. STSBenchmark)")
