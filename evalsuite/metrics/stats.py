@@ -1,0 +1,255 @@
+"""Significance tests, confidence intervals and multiple-comparison corrections.
+
+All functions work on **per-query** metric values, paired by query id. Tests and
+intervals are computed by :mod:`scipy.stats`; every resampling takes a seed and is
+reproducible.
+
+Conventions:
+
+* Pairing: two systems are compared on the queries both have a value for (aligned by id,
+  never by position). A query scored by only one system (NaN or absent in the other) is
+  left out and counted in ``n_unpaired``; with a shared qrels this never happens, because
+  :func:`evalsuite.evaluate` scores a judged query missing from a run as 0.
+* Differences are ``a - b`` (system minus baseline): positive means ``a`` is better.
+* When every paired difference is 0 there is no evidence of a difference: all three tests
+  return p = 1 (rather than NaN, which a correction could not use).
+* p-values that are NaN (fewer than 2 paired queries) are never fed to a correction; their
+  corrected value stays NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "ConfidenceInterval",
+    "PairedComparison",
+    "align",
+    "bootstrap_ci",
+    "compare",
+    "correct",
+    "paired_t_test",
+    "randomization_test",
+    "wilcoxon_test",
+]
+
+FloatArray = NDArray[np.float64]
+CIMethod = Literal["percentile", "BCa"]
+
+
+@dataclass(frozen=True)
+class ConfidenceInterval:
+    """A bootstrap interval for a mean, with the point estimate."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}]"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """System ``a`` against baseline ``b`` on one metric, over paired queries."""
+
+    metric: str
+    a: str
+    b: str
+    n: int
+    mean_a: float
+    mean_b: float
+    delta: float
+    effect_size: float  # Cohen's d_z = mean(diff) / sd(diff)
+    p_t: float
+    p_randomization: float
+    p_wilcoxon: float
+    ci_delta: ConfidenceInterval
+    n_unpaired: int = 0
+    p_corrected: float | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        """Whether the (corrected, if available) randomization p-value is below ``alpha``."""
+        p = self.p_corrected if self.p_corrected is not None else self.p_randomization
+        return not math.isnan(p) and p < alpha
+
+
+def align(a: Mapping[str, float] | pd.Series, b: Mapping[str, float] | pd.Series) -> tuple[FloatArray, FloatArray, int]:
+    """Paired values of two per-query score maps, aligned by query id.
+
+    Returns (values of a, values of b, number of queries scored by only one of them).
+    """
+    sa = pd.Series(a, dtype=float).dropna()
+    sb = pd.Series(b, dtype=float).dropna()
+    common = sa.index.intersection(sb.index)
+    unpaired = len(sa.index.symmetric_difference(sb.index))
+    common = common.sort_values()
+    return sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), unpaired
+
+
+def _diff(a: ArrayLike, b: ArrayLike) -> FloatArray:
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"paired values must be two 1-d arrays of one length, got {x.shape} and {y.shape}")
+    return x - y
+
+
+def paired_t_test(a: ArrayLike, b: ArrayLike) -> float:
+    """Two-sided paired t-test p-value (scipy.stats.ttest_rel)."""
+    from scipy import stats
+
+    d = _diff(a, b)
+    if len(d) < 2:
+        return math.nan
+    if np.all(d == 0):
+        return 1.0
+    if np.all(d == d[0]):  # constant non-zero difference: infinitely significant
+        return 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def randomization_test(a: ArrayLike, b: ArrayLike, *, n_resamples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided paired randomization (permutation) test of the mean difference.
+
+    Under H0 each query's pair of values is exchangeable, so the sign of each difference is
+    flipped at random; p is the share of resampled |mean difference| >= the observed one
+    (scipy.stats.permutation_test with ``permutation_type="samples"``; exact when the 2^n
+    sign patterns are fewer than ``n_resamples``).
+    """
+    from scipy import stats
+
+    d = _diff(a, b)
+    if len(d) < 2:
+        return math.nan
+    if np.all(d == 0):
+        return 1.0
+    result = stats.permutation_test(
+        (np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples", vectorized=True, n_resamples=n_resamples, alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
+    return float(min(1.0, result.pvalue))
+
+
+def wilcoxon_test(a: ArrayLike, b: ArrayLike) -> float:
+    """Two-sided Wilcoxon signed-rank p-value (scipy.stats.wilcoxon; zero differences dropped)."""
+    from scipy import stats
+
+    d = _diff(a, b)
+    if len(d) < 2:
+        return math.nan
+    if np.all(d == 0):
+        return 1.0
+    return float(stats.wilcoxon(d).pvalue)
+
+
+def bootstrap_ci(
+    values: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    method: CIMethod = "percentile",
+    seed: int = 0,
+) -> ConfidenceInterval:
+    """Bootstrap confidence interval of the mean of ``values`` (queries resampled with replacement).
+
+    ``method="BCa"`` corrects for bias and skew (useful for skewed metrics such as MRR on
+    few queries); with constant values the interval is the point itself.
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return ConfidenceInterval(math.nan, math.nan, math.nan, confidence, method, 0)
+    estimate = float(x.mean())
+    if len(x) == 1 or np.all(x == x[0]):
+        return ConfidenceInterval(estimate, estimate, estimate, confidence, method, len(x))
+    result = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                             method=method, vectorized=True, rng=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if math.isnan(low) or math.isnan(high):  # BCa can fail on degenerate resamples: fall back, say so
+        result = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                                 method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        method = "percentile"
+    return ConfidenceInterval(estimate, low, high, confidence, method, len(x))
+
+
+def correct(p_values: Sequence[float], method: Literal["holm", "bh"] = "holm") -> list[float]:
+    """Adjusted p-values for many comparisons; NaN entries are left out and stay NaN.
+
+    ``holm``: Holm-Bonferroni step-down (controls the family-wise error rate):
+    p_(i) adjusted = max_{j<=i} min(1, (m - j + 1) p_(j)).
+    ``bh``: Benjamini-Hochberg (controls the false discovery rate), via
+    scipy.stats.false_discovery_control.
+    """
+    from scipy import stats
+
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(len(p), np.nan)
+    valid = ~np.isnan(p)
+    if not valid.any():
+        return out.tolist()
+    if np.any((p[valid] < 0) | (p[valid] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    pv = p[valid]
+    if method == "bh":
+        adjusted = stats.false_discovery_control(pv, method="bh")
+    elif method == "holm":
+        m = len(pv)
+        order = np.argsort(pv, kind="stable")
+        stepped = np.minimum(1.0, (m - np.arange(m)) * pv[order])
+        adjusted = np.empty(m)
+        adjusted[order] = np.maximum.accumulate(stepped)
+    else:
+        raise ValueError(f"correction must be 'holm' or 'bh', got {method!r}")
+    out[valid] = adjusted
+    return out.tolist()
+
+
+def compare(
+    a: Mapping[str, float] | pd.Series,
+    b: Mapping[str, float] | pd.Series,
+    *,
+    metric: str = "",
+    names: tuple[str, str] = ("a", "b"),
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    ci_method: CIMethod = "percentile",
+    seed: int = 0,
+) -> PairedComparison:
+    """Everything about ``a`` vs baseline ``b``: means, delta, effect size, three p-values, CI of the delta."""
+    x, y, unpaired = align(a, b)
+    d = x - y
+    notes = []
+    if unpaired:
+        notes.append(f"{unpaired} quer{'y' if unpaired == 1 else 'ies'} scored by only one system left out")
+    if len(d) < 2:
+        notes.append("fewer than 2 paired queries: no test possible")
+    elif np.all(d == 0):
+        notes.append("identical per-query values")
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else math.nan
+    effect = float(d.mean() / sd) if len(d) > 1 and sd > 0 else math.nan
+    return PairedComparison(
+        metric=metric, a=names[0], b=names[1], n=len(d),
+        mean_a=float(x.mean()) if len(x) else math.nan, mean_b=float(y.mean()) if len(y) else math.nan,
+        delta=float(d.mean()) if len(d) else math.nan, effect_size=effect,
+        p_t=paired_t_test(x, y), p_randomization=randomization_test(x, y, n_resamples=n_resamples, seed=seed),
+        p_wilcoxon=wilcoxon_test(x, y),
+        ci_delta=bootstrap_ci(d, confidence=confidence, n_resamples=n_resamples, method=ci_method, seed=seed),
+        n_unpaired=unpaired, notes=tuple(notes),
+    )
