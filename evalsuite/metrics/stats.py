@@ -33,6 +33,7 @@ __all__ = [
     "PairedComparison",
     "align",
     "bootstrap_ci",
+    "bootstrap_means",
     "compare",
     "correct",
     "paired_t_test",
@@ -187,6 +188,23 @@ def bootstrap_ci(
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         method = "percentile"
     return ConfidenceInterval(estimate, low, high, confidence, method, len(x))
+
+
+def bootstrap_means(values: ArrayLike, *, n_resamples: int = 10_000, seed: int = 0) -> FloatArray:
+    """The bootstrap distribution of the mean: ``n_resamples`` means of queries resampled with
+    replacement (what percentile intervals are read from). Used to say how much of the
+    bootstrap mass lies beyond a gate's threshold.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, 1000):  # bounded memory for large query sets
+        stop = min(n_resamples, start + 1000)
+        means[start:stop] = x[rng.integers(0, len(x), size=(stop - start, len(x)))].mean(axis=1)
+    return means
 
 
 def correct(p_values: Sequence[float], method: Literal["holm", "bh"] = "holm") -> list[float]:
