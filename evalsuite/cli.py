@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 from evalsuite import __version__
-from evalsuite.errors import EvalsuiteError
+from evalsuite.errors import ConfigError, EvalsuiteError
 
 __all__ = ["main"]
 
@@ -217,9 +217,340 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- run ------------------------------------------------------------------------------------
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a suite: every retriever on every task, results + gates",
+                       description="Run tasks/<suite>.yaml: index, search and evaluate every retriever on every "
+                       "task; write results, run files and gate decisions; exit 1 if a gate fails.")
+    p.add_argument("suite", help="suite YAML, e.g. tasks/default.yaml")
+    p.add_argument("--output", help="results root folder (default: the suite's 'output', reports/)")
+    p.add_argument("--store", help="results store SQLite file (default: <output>/history.sqlite)")
+    p.add_argument("--task", action="append", default=[], help="run only this task (repeatable)")
+    p.add_argument("--system", action="append", default=[], help="run only this retriever (repeatable)")
+    p.add_argument("--baseline", help="baseline results.json or store id for regression gates "
+                   "(default: the suite's 'baseline')")
+    p.add_argument("--update-baseline", action="store_true",
+                   help="after the gates pass, write these results to the suite's baseline file (explicit ratchet)")
+    p.add_argument("--force", action="store_true", help="with --update-baseline: update even if a gate failed")
+    p.add_argument("--cache-dir", help="embedding cache folder (default: ~/.cache/evalsuite)")
+    p.add_argument("--no-cache", action="store_true", help="encode everything, read and write no cache")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bars")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--digits", type=int, default=4)
+    p.set_defaults(handler=_cmd_run)
+
+
+def _print_results(results: Any, digits: int, out: TextIO) -> None:
+    for task in dict.fromkeys(c.task for c in results.cells):
+        cells = [c for c in results.cells if c.task == task]
+        metrics = list(dict.fromkeys(m for c in cells for m in c.aggregate))
+        print(f"\n{task}", file=out)
+        rows = []
+        for c in cells:
+            row = [c.system, *(_format_number(c.aggregate.get(m, math.nan), digits) for m in metrics)]
+            if c.notes:
+                row.append(c.notes[0])
+            rows.append(row)
+        _print_table(rows, ["system", *metrics] + (["note"] if any(c.notes for c in cells) else []), out)
+    for skipped in results.skipped:
+        print(f"\nskipped task {skipped['task']}: {skipped['reason']}", file=out)
+
+
+def _resolve_baseline(ref: str | None, store_path: Any, base_dir: Any = None) -> Any:
+    """A baseline from a results file/folder path or a results-store id."""
+    from pathlib import Path
+
+    from evalsuite.results import load_results
+    from evalsuite.store import ResultsStore
+
+    if ref is None:
+        return None
+    path = Path(ref)
+    if not path.is_absolute() and base_dir is not None and not path.exists():
+        path = Path(base_dir) / path
+    if path.exists():
+        return load_results(path)
+    return ResultsStore(store_path).get(ref)
+
+
+def _write_gate_outputs(report: Any, folder: Any) -> None:
+    from evalsuite.io._text import atomic_write
+
+    for name, text in (("gates.json", report.to_json() + "\n"), ("gates.junit.xml", report.junit_xml()),
+                       ("gates.md", report.markdown())):
+        with atomic_write(folder / name) as fh:
+            fh.write(text)
+
+
+def _print_gates(report: Any, out: TextIO) -> None:
+    if not report.results:
+        return
+    counts = report.counts()
+    print(f"\ngates: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed", file=out)
+    for r in report.results:
+        print(f"  {r.status.upper():4}  {r.title}: {r.message}", file=out)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.config import load_suite
+    from evalsuite.gates import evaluate_gates
+    from evalsuite.runner import RunOptions, run_suite, store_path
+
+    suite = load_suite(args.suite)
+    quiet = args.quiet
+
+    def say(line: str) -> None:
+        if not quiet:
+            print(f"evalsuite: {line}", file=sys.stderr, flush=True)
+
+    options = RunOptions(
+        output=Path(args.output) if args.output else None, store=Path(args.store) if args.store else None,
+        progress=False if quiet else args.progress, only_tasks=args.task, only_systems=args.system,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
+        baseline=args.baseline, command=["evalsuite", *sys.argv[1:]], on_event=say,
+    )
+    baseline_file = suite.resolve(suite.baseline) if suite.baseline and _looks_like_path(suite.baseline) else None
+    if args.update_baseline and baseline_file is None:
+        raise ConfigError(f"{suite.source}: --update-baseline needs 'baseline:' in the suite to name a results file")
+    results = run_suite(suite, options)
+    folder = Path(results.path).parent if results.path else None
+    _print_results(results, args.digits, sys.stdout)
+    code = EXIT_OK
+    if suite.gates:
+        store = options.store or store_path(suite, options.output)
+        if args.baseline:
+            baseline = _resolve_baseline(args.baseline, store)
+            report = evaluate_gates(results, suite.gates, baseline=baseline, seed=suite.seed)
+        elif baseline_file is not None and not baseline_file.exists():
+            report = evaluate_gates(
+                results, suite.gates, baseline=None, seed=suite.seed, no_baseline="warn",
+                no_baseline_reason=f"no baseline yet: {baseline_file} does not exist; set it with "
+                                   f"'evalsuite run {args.suite} --update-baseline'")
+        else:
+            baseline = _resolve_baseline(suite.baseline, store, Path(suite.source).parent)
+            report = evaluate_gates(results, suite.gates, baseline=baseline, seed=suite.seed)
+        results.gates = report.to_dict()["gates"]
+        if folder is not None:
+            _write_gate_outputs(report, folder)
+            results.write(folder / "results.json")
+        from evalsuite.store import ResultsStore
+
+        ResultsStore(store).add(results)  # again, now with the gate decisions
+        _print_gates(report, sys.stdout)
+        code = report.exit_code
+    if args.update_baseline and baseline_file is not None:
+        if code and not args.force:
+            print("evalsuite: baseline not updated: a gate failed (use --force to ratchet anyway)", file=sys.stderr)
+        else:
+            baseline_file.parent.mkdir(parents=True, exist_ok=True)
+            results.write(baseline_file)
+            print(f"evalsuite: baseline updated: {baseline_file} <- run {results.run_id}", file=sys.stderr)
+    print(f"\nresults: {folder}", file=sys.stdout)
+    return code
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith(".json") or "/" in ref or "\\" in ref
+
+
+# -- gate -----------------------------------------------------------------------------------
+
+
+def _add_gate(sub: Any) -> None:
+    p = sub.add_parser("gate", help="evaluate gates on results: exit 0 pass, 1 fail",
+                       description="Evaluate the gates of a suite on a results file (or store id) and write "
+                       "JSON, JUnit XML and Markdown for CI.")
+    p.add_argument("results", help="results.json, a results folder, or a results-store id")
+    p.add_argument("--suite", help="suite YAML whose gates to use (default: the gates stored in the results)")
+    p.add_argument("--baseline", help="baseline results.json/folder or store id (default: the suite's baseline)")
+    p.add_argument("--store", default="reports/history.sqlite", help="results store for ids (default: %(default)s)")
+    p.add_argument("--junit", help="write JUnit XML here")
+    p.add_argument("--markdown", help="write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--json", help="write the gate decisions as JSON here")
+    p.add_argument("--update-baseline", metavar="FILE",
+                   help="after the gates pass, copy these results to FILE as the new baseline (explicit ratchet)")
+    p.add_argument("--force", action="store_true", help="with --update-baseline: update even if a gate failed")
+    p.set_defaults(handler=_cmd_gate)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.config import load_suite
+    from evalsuite.errors import ConfigError
+    from evalsuite.gates import GateSpec, evaluate_gates
+    from evalsuite.io._text import atomic_write
+
+    results = _resolve_baseline(args.results, Path(args.store))
+    base_dir = None
+    if args.suite:
+        suite = load_suite(args.suite)
+        gates, baseline_ref, seed, base_dir = suite.gates, suite.baseline, suite.seed, Path(suite.source).parent
+    else:
+        config = results.config or {}
+        gates = [GateSpec.model_validate(g) for g in config.get("gates", [])]
+        baseline_ref, seed = config.get("baseline"), int(config.get("seed", 0))
+        if config.get("source"):
+            base_dir = Path(config["source"]).parent
+    if not gates:
+        raise ConfigError("no gates to evaluate: the results carry none; pass --suite with a 'gates:' section")
+    baseline = _resolve_baseline(args.baseline or baseline_ref, Path(args.store), base_dir)
+    report = evaluate_gates(results, gates, baseline=baseline, seed=seed)
+    _print_gates(report, sys.stdout)
+    for target, text in ((args.junit, report.junit_xml()), (args.markdown, report.markdown()),
+                         (args.json, report.to_json() + "\n")):
+        if target:
+            with atomic_write(target) as fh:
+                fh.write(text)
+    if args.update_baseline:
+        if report.exit_code and not args.force:
+            print("evalsuite: baseline not updated: a gate failed (use --force to ratchet anyway)", file=sys.stderr)
+        else:
+            results.write(args.update_baseline)
+            print(f"evalsuite: baseline updated: {args.update_baseline} <- run {results.run_id}", file=sys.stderr)
+    return int(report.exit_code)
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+def _add_history(sub: Any) -> None:
+    p = sub.add_parser("history", help="list stored runs; show one; compare two by id",
+                       description="Without ids: list runs. One id: its results. Two ids: per task/system/metric "
+                       "the change from the first to the second, with a paired randomization test.")
+    p.add_argument("ids", nargs="*", help="run ids (a unique prefix is enough)")
+    p.add_argument("--store", default="reports/history.sqlite", help="results store (default: %(default)s)")
+    p.add_argument("--suite", help="only runs of this suite")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--digits", type=int, default=4)
+    p.set_defaults(handler=_cmd_history)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from evalsuite.errors import ConfigError
+    from evalsuite.store import ResultsStore
+
+    store = ResultsStore(args.store)
+    if not args.ids:
+        runs = store.list(args.suite, args.limit)
+        if not runs:
+            print(f"no runs stored in {args.store}", file=sys.stderr)
+            return EXIT_OK
+        _print_table([[r.run_id, r.suite, r.created, str(r.n_results), r.path or ""] for r in runs],
+                     ["run id", "suite", "created", "results", "path"], sys.stdout)
+        return EXIT_OK
+    if len(args.ids) == 1:
+        results = store.get(args.ids[0])
+        print(f"run {results.run_id} of suite {results.suite}, {results.created}")
+        _print_results(results, args.digits, sys.stdout)
+        return EXIT_OK
+    if len(args.ids) != 2:
+        raise ConfigError("history takes at most two run ids (old, new)")
+    from evalsuite.metrics.stats import compare, correct
+
+    old, new = store.get(args.ids[0]), store.get(args.ids[1])
+    rows, comparisons = [], []
+    for cell in new.cells:
+        try:
+            before = old.cell(cell.task, cell.system)
+        except KeyError:
+            continue
+        for metric in cell.aggregate:
+            if metric in before.per_query and metric in cell.per_query:
+                c = compare(cell.per_query[metric], before.per_query[metric], metric=metric)
+                comparisons.append((cell, metric, before, c))
+    adjusted = correct([c.p_randomization for *_, c in comparisons], "holm")
+    for (cell, metric, before, c), p in zip(comparisons, adjusted):
+        rows.append([cell.task, cell.system, metric, _format_number(before.aggregate[metric], args.digits),
+                     _format_number(cell.aggregate[metric], args.digits), f"{c.delta:+.{args.digits}f}",
+                     "-" if math.isnan(p) else f"{p:.3f}"])
+    print(f"{old.run_id} -> {new.run_id}")
+    _print_table(rows, ["task", "system", "metric", "old", "new", "change", "p (Holm)"], sys.stdout)
+    return EXIT_OK
+
+
+# -- check-leakage / validate ---------------------------------------------------------------
+
+
+def _add_leakage(sub: Any) -> None:
+    p = sub.add_parser("check-leakage", help="train/eval overlap, self-retrieval and duplicate checks",
+                       description="Check an evaluation set (golden set or BEIR folder), optionally against "
+                       "fine-tuning pairs, for leakage. Exit 1 when --max-rate is exceeded.")
+    p.add_argument("task", help="golden set (folder or file) or BEIR folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--train", help="training pairs: JSONL/CSV with query, positive[, negative]")
+    p.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
+    p.add_argument("--max-rate", type=float, help="fail (exit 1) when the leakage rate exceeds this")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--examples", type=int, default=3, help="examples shown per finding (text format)")
+    p.set_defaults(handler=_cmd_leakage)
+
+
+def _cmd_leakage(args: argparse.Namespace) -> int:
+    from evalsuite.metrics.leakage import check_leakage, read_training_pairs
+    from evalsuite.tasks.golden import load_golden_set
+
+    data = load_golden_set(args.task, split=args.split)
+    training = read_training_pairs(args.train) if args.train else None
+    report = check_leakage(data, training, threshold=args.threshold)
+    failed = args.max_rate is not None and report.leakage_rate > args.max_rate
+    if args.format == "json":
+        json.dump({**report.to_dict(), "max_rate": args.max_rate, "failed": failed}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        s = report.summary()
+        print(f"{s['task']}: {s['queries']} queries, {s['docs']} docs, {s['training_pairs']} training pairs; "
+              f"leakage rate {report.leakage_rate:.1%} ({s['leaked_queries']} queries affected)")
+        for f in report.findings:
+            mark = {"leak": "LEAK", "warning": "WARN", "info": "info"}[f.severity] if f.count else "ok"
+            print(f"  {mark:4}  {f.count:6}  {f.title}")
+            for example in f.examples[: args.examples if f.count else 0]:
+                print(f"              e.g. {json.dumps(example, ensure_ascii=False)[:200]}")
+        if args.max_rate is not None:
+            verdict = "FAIL" if failed else "PASS"
+            print(f"{verdict}: leakage rate {report.leakage_rate:.1%} vs allowed {args.max_rate:.1%}")
+    return 1 if failed else EXIT_OK
+
+
+def _add_validate(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check a golden set and list every problem")
+    p.add_argument("path", help="golden set folder or file")
+    p.add_argument("--split", default="test")
+    p.add_argument("--corpus", help="corpus file for the single-file form")
+    p.set_defaults(handler=_cmd_validate)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from evalsuite.errors import DataError
+    from evalsuite.tasks.golden import load_golden_set
+
+    try:
+        data = load_golden_set(args.path, split=args.split, corpus=args.corpus)
+    except DataError as exc:
+        problems = getattr(exc, "problems", None)
+        if not problems:
+            raise
+        print(f"evalsuite: {len(problems)} problem(s) in {args.path}:", file=sys.stderr)
+        for path, line, message in problems:
+            print(f"{path}{':' + str(line) if line else ''}: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.path}: OK: {len(data.queries)} queries, {len(data.corpus)} documents, "
+          f"{data.qrels.n_rows} judgements")
+    for note in data.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
 # -- entry point ----------------------------------------------------------------------------
 
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_metrics)
+_COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_run, _add_evaluate, _add_gate, _add_history, _add_leakage, _add_validate, _add_metrics,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalsuite.errors import ConfigError, EvalsuiteError
+from evalsuite.gates import GateSpec
 
 __all__ = ["RetrieverSpec", "SuiteConfig", "TaskSpec", "load_suite"]
 
@@ -78,7 +79,7 @@ class SuiteConfig(_Strict):
     store: str | None = Field(default=None, description="results store (SQLite); default: <output>/history.sqlite")
     cache_dir: str | None = None
     baseline: str | None = Field(default=None, description="results.json or results-store id to compare against")
-    gates: list[dict[str, Any]] = Field(default_factory=list)
+    gates: list[GateSpec] = Field(default_factory=list)
     source: str = Field(default="", exclude=True)
 
     @field_validator("metrics")
@@ -185,6 +186,14 @@ def _check_names(suite: SuiteConfig, path: Path, root: yaml.Node | None) -> None
                 if isinstance(ref, str) and ref not in names and ref not in RETRIEVERS:
                     fail(("retrievers", i, "params", key), f"{ref!r} is neither a retriever of this suite "
                                                            f"({', '.join(sorted(names))}) nor a retriever type")
+    task_names = {t.name for t in suite.tasks}
+    for i, gate in enumerate(suite.gates):
+        if gate.task is not None and gate.task not in task_names:
+            fail(("gates", i, "task"), f"gate {gate.name!r} names task {gate.task!r}, which is not in this suite "
+                                       f"({', '.join(sorted(task_names))})")
+        if gate.system is not None and gate.system not in names:
+            fail(("gates", i, "system"), f"gate {gate.name!r} names system {gate.system!r}, which is not in this "
+                                         f"suite ({', '.join(sorted(names))})")
     for i, task in enumerate(suite.tasks):
         if task.type in ("golden", "beir", "sts") and not task.path:
             fail(("tasks", i), f"task {task.name!r} of type {task.type} needs a path")

@@ -347,8 +347,15 @@ def evaluate_gates(
     baseline: SuiteResults | None = None,
     n_resamples: int = 10_000,
     seed: int = 0,
+    no_baseline: Status = "fail",
+    no_baseline_reason: str | None = None,
 ) -> GateReport:
-    """Evaluate ``gates`` on ``results`` (and ``baseline`` for regression rules)."""
+    """Evaluate ``gates`` on ``results`` (and ``baseline`` for regression rules).
+
+    Without a baseline a regression rule gets status ``no_baseline`` ("fail" by default;
+    ``evalsuite run`` passes "warn" when the suite names a baseline file that does not exist
+    yet, i.e. before the first ``--update-baseline``), with ``no_baseline_reason`` as message.
+    """
     out: list[GateResult] = []
     pending: list[_Pending] = []
     for gate in gates:
@@ -364,6 +371,10 @@ def evaluate_gates(
                 else:
                     item = _regression(gate, cell, tag, queries, results, baseline, n_resamples=n_resamples,
                                        seed=seed)
+                    if baseline is None and isinstance(item, GateResult):
+                        item.status = no_baseline
+                        if no_baseline_reason:
+                            item.message = no_baseline_reason
                     if isinstance(item, _Pending):
                         pending.append(item)
                         out.append(item.result)

@@ -86,7 +86,10 @@ class PairedComparison:
         return not math.isnan(p) and p < alpha
 
 
-def align(a: Mapping[str, float] | pd.Series, b: Mapping[str, float] | pd.Series) -> tuple[FloatArray, FloatArray, int]:
+PerQuery = Mapping[str, float] | Mapping[str, float | None] | pd.Series
+
+
+def align(a: PerQuery, b: PerQuery) -> tuple[FloatArray, FloatArray, int]:
     """Paired values of two per-query score maps, aligned by query id.
 
     Returns (values of a, values of b, number of queries scored by only one of them).
@@ -96,7 +99,9 @@ def align(a: Mapping[str, float] | pd.Series, b: Mapping[str, float] | pd.Series
     common = sa.index.intersection(sb.index)
     unpaired = len(sa.index.symmetric_difference(sb.index))
     common = common.sort_values()
-    return sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), unpaired
+    x: FloatArray = np.asarray(sa.loc[common], dtype=np.float64)
+    y: FloatArray = np.asarray(sb.loc[common], dtype=np.float64)
+    return x, y, unpaired
 
 
 def _diff(a: ArrayLike, b: ArrayLike) -> FloatArray:
@@ -240,8 +245,8 @@ def correct(p_values: Sequence[float], method: Literal["holm", "bh"] = "holm") -
 
 
 def compare(
-    a: Mapping[str, float] | pd.Series,
-    b: Mapping[str, float] | pd.Series,
+    a: PerQuery,
+    b: PerQuery,
     *,
     metric: str = "",
     names: tuple[str, str] = ("a", "b"),
