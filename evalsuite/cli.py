@@ -298,7 +298,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evalsuite.config import load_suite
-    from evalsuite.gates import evaluate_gates
     from evalsuite.runner import RunOptions, run_suite, store_path
 
     suite = load_suite(args.suite)
@@ -323,17 +322,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     code = EXIT_OK
     if suite.gates:
         store = options.store or store_path(suite, options.output)
-        if args.baseline:
-            baseline = _resolve_baseline(args.baseline, store)
-            report = evaluate_gates(results, suite.gates, baseline=baseline, seed=suite.seed)
-        elif baseline_file is not None and not baseline_file.exists():
-            report = evaluate_gates(
-                results, suite.gates, baseline=None, seed=suite.seed, no_baseline="warn",
-                no_baseline_reason=f"no baseline yet: {baseline_file} does not exist; set it with "
-                                   f"'evalsuite run {args.suite} --update-baseline'")
-        else:
-            baseline = _resolve_baseline(suite.baseline, store, Path(suite.source).parent)
-            report = evaluate_gates(results, suite.gates, baseline=baseline, seed=suite.seed)
+        report = _evaluate_gates(results, suite.gates, explicit=args.baseline, configured=suite.baseline,
+                                 base_dir=Path(suite.source).parent, store=store, seed=suite.seed,
+                                 hint=f"evalsuite run {args.suite} --update-baseline")
         results.gates = report.to_dict()["gates"]
         if folder is not None:
             _write_gate_outputs(report, folder)
@@ -352,6 +343,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"evalsuite: baseline updated: {baseline_file} <- run {results.run_id}", file=sys.stderr)
     print(f"\nresults: {folder}", file=sys.stdout)
     return code
+
+
+def _evaluate_gates(results: Any, gates: Any, *, explicit: str | None, configured: str | None, base_dir: Any,
+                    store: Any, seed: int, hint: str) -> Any:
+    """Gates against the explicit baseline, else the configured one.
+
+    A configured baseline *file* that does not exist yet (before the first ratchet) turns
+    regression rules into warnings that say how to create it; an explicit ``--baseline``
+    that cannot be found is an error."""
+    from pathlib import Path
+
+    from evalsuite.config import expand_path
+    from evalsuite.gates import evaluate_gates
+
+    if explicit:
+        return evaluate_gates(results, gates, baseline=_resolve_baseline(explicit, store), seed=seed)
+    if configured and _looks_like_path(configured):
+        path = expand_path(configured, Path(base_dir) if base_dir is not None else Path.cwd())
+        if not path.exists():
+            return evaluate_gates(results, gates, baseline=None, seed=seed, no_baseline="warn",
+                                  no_baseline_reason=f"no baseline yet: {path} does not exist; set it with '{hint}'")
+        return evaluate_gates(results, gates, baseline=_resolve_baseline(str(path), store), seed=seed)
+    return evaluate_gates(results, gates, baseline=_resolve_baseline(configured, store, base_dir), seed=seed)
 
 
 def _looks_like_path(ref: str) -> bool:
@@ -383,7 +397,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
     from evalsuite.config import load_suite
     from evalsuite.errors import ConfigError
-    from evalsuite.gates import GateSpec, evaluate_gates
+    from evalsuite.gates import GateSpec
     from evalsuite.io._text import atomic_write
 
     results = _resolve_baseline(args.results, Path(args.store))
@@ -399,8 +413,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             base_dir = Path(config["source"]).parent
     if not gates:
         raise ConfigError("no gates to evaluate: the results carry none; pass --suite with a 'gates:' section")
-    baseline = _resolve_baseline(args.baseline or baseline_ref, Path(args.store), base_dir)
-    report = evaluate_gates(results, gates, baseline=baseline, seed=seed)
+    report = _evaluate_gates(results, gates, explicit=args.baseline, configured=baseline_ref, base_dir=base_dir,
+                             store=Path(args.store), seed=seed,
+                             hint=f"evalsuite gate {args.results} --update-baseline FILE")
     _print_gates(report, sys.stdout)
     for target, text in ((args.junit, report.junit_xml()), (args.markdown, report.markdown()),
                          (args.json, report.to_json() + "\n")):

@@ -93,9 +93,14 @@ class SuiteConfig(_Strict):
         """A path from the spec, relative to the YAML file, with ``${VAR:-default}`` expanded."""
         if path is None:
             return None
-        expanded = _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), path)
-        p = Path(expanded).expanduser()
-        return p if p.is_absolute() else (Path(self.source).parent / p).resolve()
+        return expand_path(path, Path(self.source).parent)
+
+
+def expand_path(path: str, base: Path) -> Path:
+    """``path`` with ``${VAR:-default}`` expanded and ``~`` resolved, relative to ``base``."""
+    expanded = _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), path)
+    p = Path(expanded).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

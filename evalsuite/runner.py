@@ -250,7 +250,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             indexed: set[int] = set()
             shown_docs: set[str] = set()
             if not isinstance(data, STSData):
-                info["leakage"] = _leakage_summary(data)
+                info["leakage"] = _leakage_summary(data, meta.content_hash, _cache_root(suite, options))
             for system in systems:
                 retriever = retrievers[system]
                 if spec.type == "mteb":  # scored by mteb's own evaluator
@@ -302,7 +302,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             suite=suite.name, run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             metrics=list(suite.metrics), environment=environment(options.command), tasks=task_infos,
             systems=[{"name": n, "meta": retrievers[n].meta.to_dict()} for n in systems],
-            cells=cells, config=suite.model_dump(mode="json"), skipped=skipped,
+            cells=cells, config={**suite.model_dump(mode="json"), "source": suite.source}, skipped=skipped,
             timing={"total": time.perf_counter() - started},
         )
         _write_per_query(results, partial / "per_query.csv")
@@ -340,22 +340,50 @@ def _sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, 
     t0 = time.perf_counter()
     result = evaluate_sts(data, encoder)
     cell.timing["encode_and_score"] = time.perf_counter() - t0
+    embed_stats = getattr(retriever, "embed_stats", None)
+    if isinstance(embed_stats, dict):
+        cell.stats.update({f"texts_{k}": v for k, v in embed_stats.items()})
     cell.aggregate = {"spearman": result.spearman, "pearson": result.pearson}
     cell.n_queries = {"spearman": result.n, "pearson": result.n}
     say(f"{spec.name} / {system}: spearman={result.spearman:.4f}, pearson={result.pearson:.4f}")
     return cell
 
 
-def _leakage_summary(data: TaskData) -> dict[str, Any]:
-    """Leakage checks that need no training pairs (self-retrieval, duplicates, dangling qrels)."""
+def _cache_root(suite: SuiteConfig, options: RunOptions) -> Path | None:
+    """The cache folder of this run (None: caching off)."""
+    if options.no_cache:
+        return None
+    from evalsuite.retrievers.cache import default_cache_dir
+
+    return options.cache_dir or suite.resolve(suite.cache_dir) or default_cache_dir()
+
+
+def _leakage_summary(data: TaskData, content_hash: str | None, cache: Path | None) -> dict[str, Any]:
+    """Leakage checks that need no training pairs (self-retrieval, duplicates, dangling qrels).
+
+    They depend on the data only, so they are cached by its content hash."""
+    import json
+
+    from evalsuite.io._text import atomic_write
     from evalsuite.metrics.leakage import check_leakage
 
-    report = check_leakage(data)
-    out = report.to_dict()
-    for finding in out.get("findings", []):
+    cached = cache / "leakage" / f"{content_hash}.json" if cache is not None and content_hash else None
+    if cached is not None and cached.is_file():
+        try:
+            summary: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
+            if summary.get("content_hash") == content_hash:
+                return summary
+        except (OSError, ValueError):
+            pass  # unreadable: computed again and rewritten
+    summary = check_leakage(data).to_dict()
+    for finding in summary.get("findings", []):
         finding["examples"] = finding.get("examples", [])[:5]
-        finding.pop("affected_queries", None)
-    return out
+    summary["content_hash"] = content_hash
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(cached) as fh:
+            json.dump(summary, fh)
+    return summary
 
 
 def _write_details(data: TaskData, doc_ids: set[str], path: Path) -> None:

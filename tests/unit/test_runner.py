@@ -119,7 +119,7 @@ def test_bad_suite_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, capsys:
                                                          edit: tuple[str, str], message: str) -> None:
     assert edit[0] in SUITE
     path = write_suite(tmp_path, SUITE.replace(*edit))
-    code, out, err = run_cli(capsys, "run", str(path), "--no-progress")
+    code, _, err = run_cli(capsys, "run", str(path), "--no-progress")
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("evalsuite: error: ") and message in lines[0], err
