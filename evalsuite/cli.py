@@ -234,6 +234,9 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--update-baseline", action="store_true",
                    help="after the gates pass, write these results to the suite's baseline file (explicit ratchet)")
     p.add_argument("--force", action="store_true", help="with --update-baseline: update even if a gate failed")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html / report.md")
+    p.add_argument("--baseline-system", metavar="NAME",
+                   help="system the report tests the others against (default: the first)")
     p.add_argument("--cache-dir", help="embedding cache folder (default: ~/.cache/evalsuite)")
     p.add_argument("--no-cache", action="store_true", help="encode everything, read and write no cache")
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bars")
@@ -334,6 +337,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ResultsStore(store).add(results)  # again, now with the gate decisions
         _print_gates(report, sys.stdout)
         code = report.exit_code
+    if folder is not None and not args.no_report:
+        say("writing the report")
+        report_path = _write_report(results, folder, args.baseline_system)
+        print(f"\nreport: {report_path}", file=sys.stdout)
     if args.update_baseline and baseline_file is not None:
         if code and not args.force:
             print("evalsuite: baseline not updated: a gate failed (use --force to ratchet anyway)", file=sys.stderr)
@@ -343,6 +350,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"evalsuite: baseline updated: {baseline_file} <- run {results.run_id}", file=sys.stderr)
     print(f"\nresults: {folder}", file=sys.stdout)
     return code
+
+
+def _write_report(results: Any, folder: Any, baseline_system: str | None) -> Any:
+    """``report.html`` and ``report.md`` in the results folder."""
+    from evalsuite.io._text import atomic_write
+    from evalsuite.report import build_report, render_html, render_markdown
+
+    report = build_report(results, baseline_system=baseline_system)
+    with atomic_write(folder / "report.md") as fh:
+        fh.write(render_markdown(report))
+    return render_html(report, folder / "report.html")
 
 
 def _evaluate_gates(results: Any, gates: Any, *, explicit: str | None, configured: str | None, base_dir: Any,
@@ -563,9 +581,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 # -- entry point ----------------------------------------------------------------------------
 
+def _add_report(sub: Any) -> None:
+    from evalsuite.report.command import add_report_parser
+
+    add_report_parser(sub)
+
+
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
-    _add_run, _add_evaluate, _add_gate, _add_history, _add_leakage, _add_validate, _add_metrics,
+    _add_run, _add_evaluate, _add_gate, _add_report, _add_history, _add_leakage, _add_validate, _add_metrics,
 )
+
 
 
 def build_parser() -> argparse.ArgumentParser:

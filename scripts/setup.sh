@@ -33,3 +33,8 @@ esac
 # requires "torch" would pull a multi-GB CUDA build.
 pip install "torch==2.13.0"
 pip install -e ".${extras}"
+if [ "$profile" = dev ]; then
+  # the real-browser report test: Debian chromium (when root with apt) + Playwright driving it;
+  # not fatal: without a browser that one test is skipped and says why
+  bash scripts/install_browser.sh || echo "setup: no browser for the report test (it will be skipped)" >&2
+fi

@@ -1,0 +1,88 @@
+"""The ``evalsuite report`` subcommand (registered by :mod:`evalsuite.cli`).
+
+``evalsuite report RESULTS... [-o FILE] [--baseline-system NAME] [--markdown FILE]`` reads
+one or more ``results.json`` files (or the results folders holding them) and writes the
+self-contained HTML report, plus the Markdown summary when asked. Errors are
+:class:`~evalsuite.errors.EvalsuiteError` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.errors import ConfigError
+
+if TYPE_CHECKING:  # the CLI imports this module at start-up: keep it light (no pandas)
+    from evalsuite.results import SuiteResults
+
+__all__ = ["add_report_parser", "cmd_report", "default_report_path"]
+
+
+def default_report_path(results: SuiteResults, root: str | Path = "reports") -> Path:
+    """``<root>/<suite>-<run_id>.html`` (the default of ``evalsuite report``)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{results.suite}-{results.run_id}")
+    return Path(root) / f"{safe}.html"
+
+
+def add_report_parser(sub: Any) -> None:
+    """Register ``report`` on the ``evalsuite`` subparsers."""
+    p = sub.add_parser(
+        "report", help="render the self-contained HTML model-comparison report of suite results",
+        description="Render one self-contained HTML file (gate decisions, comparison table with bootstrap CIs and "
+        "significance vs a baseline system, charts, per-query drill-down, leakage, reproducibility) from one or "
+        "more results of 'evalsuite run'; optionally the Markdown summary too.")
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="results.json or a results folder; several are combined into one report")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="HTML file to write, or a folder (default: reports/<suite>-<run_id>.html)")
+    p.add_argument("--baseline-system", metavar="NAME",
+                   help="system the others are tested against (default: the first system)")
+    p.add_argument("--compare-system", metavar="NAME",
+                   help="challenger in the per-query drill-down (default: the best other system per task)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary here ('-' for stdout)")
+    p.add_argument("--resamples", type=int, default=10_000,
+                   help="bootstrap / randomization resamples (default: %(default)s)")
+    p.add_argument("--drilldown", type=int, default=40, metavar="N",
+                   help="most-disagreeing queries listed per task (default: %(default)s)")
+    p.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Handler of ``evalsuite report``: 0 on success (the report says whether gates failed)."""
+    from evalsuite.io._text import atomic_write
+    from evalsuite.report.markdown import render_markdown
+    from evalsuite.report.model import build_report
+    from evalsuite.report.render import SIZE_BUDGET, render_html
+    from evalsuite.results import load_results
+
+    if args.resamples < 100:
+        raise ConfigError(f"--resamples {args.resamples}: use at least 100 (10000 gives stable p-values and CIs)")
+    if args.drilldown < 0:
+        raise ConfigError(f"--drilldown {args.drilldown}: must be 0 or more")
+    results = [load_results(path) for path in args.results]
+    report = build_report(results, baseline_system=args.baseline_system, compare_system=args.compare_system,
+                          n_resamples=args.resamples, drilldown_queries=args.drilldown)
+    if args.output is None:
+        output = default_report_path(results[0])
+    else:
+        output = Path(args.output)
+        if output.is_dir():
+            output = default_report_path(results[0], output)
+    path = render_html(report, output)
+    size = path.stat().st_size
+    print(f"report: {path} ({size / 1024:.0f} kB)")
+    if size > SIZE_BUDGET:
+        print(f"evalsuite: warning: the report is {size / 2**20:.1f} MB, over the {SIZE_BUDGET // 2**20} MB budget; "
+              "lower --drilldown", file=sys.stderr)
+    if args.markdown:
+        text = render_markdown(report)
+        if args.markdown == "-":
+            sys.stdout.write(text)
+        else:
+            with atomic_write(args.markdown) as fh:
+                fh.write(text)
+            print(f"markdown: {args.markdown}")
+    return 0
