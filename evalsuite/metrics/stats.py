@@ -129,25 +129,33 @@ def paired_t_test(a: ArrayLike, b: ArrayLike) -> float:
 def randomization_test(a: ArrayLike, b: ArrayLike, *, n_resamples: int = 10_000, seed: int = 0) -> float:
     """Two-sided paired randomization (permutation) test of the mean difference.
 
-    Under H0 each query's pair of values is exchangeable, so the sign of each difference is
-    flipped at random; p is the share of resampled |mean difference| >= the observed one
-    (scipy.stats.permutation_test with ``permutation_type="samples"``; exact when the 2^n
-    sign patterns are fewer than ``n_resamples``).
+    Under H0 each query's pair of values is exchangeable, so the sign of each difference
+    d_i = a_i - b_i is flipped at random; p is the share of sign patterns whose
+    |mean(s_i d_i)| >= |mean(d_i)|. When the 2^n patterns are at most ``n_resamples`` they are
+    all enumerated (exact p); otherwise ``n_resamples`` random patterns are drawn and
+    p = (hits + 1) / (n_resamples + 1), the convention of scipy.stats.permutation_test
+    (``permutation_type="samples"``), which the tests cross-check. Written with numpy
+    rather than calling scipy so that a report with dozens of comparisons stays fast.
     """
-    from scipy import stats
-
     d = _diff(a, b)
-    if len(d) < 2:
+    n = len(d)
+    if n < 2:
         return math.nan
     if np.all(d == 0):
         return 1.0
-    result = stats.permutation_test(
-        (np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)),
-        lambda x, y, axis: np.mean(x - y, axis=axis),
-        permutation_type="samples", vectorized=True, n_resamples=n_resamples, alternative="two-sided",
-        rng=np.random.default_rng(seed),
-    )
-    return float(min(1.0, result.pvalue))
+    observed = abs(float(d.mean()))
+    tolerance = 1e-12 * max(1.0, observed)  # equal means computed in another order still count
+    if n <= 30 and 2 ** n <= n_resamples:
+        patterns = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+        means = np.abs(patterns @ d) / n
+        return float(np.mean(means >= observed - tolerance))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, n_resamples, 1000):  # bounded memory for large query sets
+        size = min(1000, n_resamples - start)
+        signs = rng.integers(0, 2, size=(size, n), dtype=np.int8) * 2 - 1
+        hits += int(np.count_nonzero(np.abs(signs @ d) / n >= observed - tolerance))
+    return float(min(1.0, (hits + 1) / (n_resamples + 1)))
 
 
 def wilcoxon_test(a: ArrayLike, b: ArrayLike) -> float:
@@ -184,14 +192,17 @@ def bootstrap_ci(
     estimate = float(x.mean())
     if len(x) == 1 or np.all(x == x[0]):
         return ConfidenceInterval(estimate, estimate, estimate, confidence, method, len(x))
-    result = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                             method=method, vectorized=True, rng=np.random.default_rng(seed))
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if math.isnan(low) or math.isnan(high):  # BCa can fail on degenerate resamples: fall back, say so
+    if method == "BCa":
         result = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                                 method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+                                 method=method, vectorized=True, rng=np.random.default_rng(seed))
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-        method = "percentile"
+        if not (math.isnan(low) or math.isnan(high)):
+            return ConfidenceInterval(estimate, low, high, confidence, method, len(x))
+        method = "percentile"  # BCa can fail on degenerate resamples: fall back, and say so
+    # percentile interval read from the same resampled means the gates use (bootstrap_means)
+    means = bootstrap_means(x, n_resamples=n_resamples, seed=seed)
+    tail = (1 - confidence) / 2
+    low, high = (float(v) for v in np.quantile(means, [tail, 1 - tail]))
     return ConfidenceInterval(estimate, low, high, confidence, method, len(x))
 
 

@@ -33,6 +33,27 @@ def test_randomization_exact_by_hand() -> None:
     assert randomization_test(A, B, n_resamples=10_000) == pytest.approx(0.75)
 
 
+@pytest.mark.parametrize("n", [8, 60])
+def test_randomization_matches_scipy_permutation_test(n: int) -> None:
+    rng = np.random.default_rng(n)
+    a, b = rng.random(n), rng.random(n) + 0.08
+    ours = randomization_test(a, b, n_resamples=20_000, seed=1)
+    reference = stats.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis),
+                                       permutation_type="samples", vectorized=True, n_resamples=20_000,
+                                       rng=np.random.default_rng(2)).pvalue
+    # n=8: both enumerate the 256 patterns (exact, equal); n=60: two Monte Carlo estimates
+    assert ours == pytest.approx(reference, abs=1e-12 if n == 8 else 0.01)
+    assert 0 < ours < 1
+
+
+def test_percentile_interval_matches_scipy() -> None:
+    values = np.random.default_rng(3).random(80)
+    ours = bootstrap_ci(values, n_resamples=20_000, seed=4)
+    ref = stats.bootstrap((values,), np.mean, n_resamples=20_000, method="percentile",
+                          rng=np.random.default_rng(5)).confidence_interval
+    assert ours.low == pytest.approx(ref.low, abs=0.004) and ours.high == pytest.approx(ref.high, abs=0.004)
+
+
 def test_wilcoxon_matches_scipy() -> None:
     assert wilcoxon_test(A, B) == pytest.approx(stats.wilcoxon(np.subtract(A, B)).pvalue)
 
