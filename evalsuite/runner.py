@@ -257,6 +257,15 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                     say(f"{spec.name} / {system}: evaluating through mteb")
                     cell = task.evaluate(retriever, k=suite.k)  # type: ignore[attr-defined]
                     cell.task, cell.system = spec.name, system
+                    chosen = {m: cell.aggregate[m] for m in suite.metrics if m in cell.aggregate}
+                    if chosen:  # the suite's metrics; mteb's full score set stays in stats["mteb"]
+                        cell.aggregate = chosen
+                    mteb_run = getattr(task, "last_run", None)
+                    if cell.kind == "retrieval" and mteb_run is not None:
+                        run_file = Path("runs") / f"{_safe(spec.name)}__{_safe(system)}.trec"
+                        write_run(mteb_run, partial / run_file)
+                        cell.run_file = str(run_file)
+                        shown_docs.update(mteb_run.top_k(DETAIL_DEPTH).doc_ids.tolist())
                     cells.append(cell)
                     continue
                 if isinstance(data, STSData):

@@ -183,3 +183,16 @@ def test_gate_command_ratchets_the_baseline_explicitly(tmp_path: Path, capsys: p
                            "--junit", str(junit))
     assert code == 0 and "PASS  regress [golden / fused]" in out
     assert junit.read_text().count("<testcase") == 4
+
+
+def test_mteb_task_in_a_suite_agrees_with_the_native_task(tmp_path: Path) -> None:
+    text = SUITE.replace("tasks:\n", f"tasks:\n  - name: golden-mteb\n    type: mteb\n    mteb_task: Cranfield50\n"
+                                     f"    path: {GOLDEN}\n")
+    suite = load_suite(write_suite(tmp_path, text))
+    results = run_suite(suite, RunOptions(progress=False, only_systems=["bm25"]))
+    native, mteb = results.cell("golden", "bm25"), results.cell("golden-mteb", "bm25")
+    assert set(mteb.aggregate) == {"ndcg@10", "recall@100", "mrr@10"}
+    for metric, value in native.aggregate.items():
+        assert mteb.aggregate[metric] == pytest.approx(value, abs=1e-5)  # mteb rounds to 5 decimals
+    assert any("computed by mteb" in note for note in mteb.notes)
+    assert mteb.run_file is not None and (Path(results.path or "").parent / mteb.run_file).is_file()
