@@ -276,6 +276,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                 t0 = time.perf_counter()
                 if parts and all(id(p) in indexed for p in parts):
                     say(f"{spec.name} / {system}: components already indexed")
+                    retriever.index(data.corpus, components_indexed=True)  # type: ignore[call-arg]
                 else:
                     say(f"{spec.name} / {system}: indexing {len(data.corpus)} documents")
                     retriever.index(data.corpus)

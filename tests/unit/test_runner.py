@@ -196,3 +196,17 @@ def test_mteb_task_in_a_suite_agrees_with_the_native_task(tmp_path: Path) -> Non
         assert mteb.aggregate[metric] == pytest.approx(value, abs=1e-5)  # mteb rounds to 5 decimals
     assert any("computed by mteb" in note for note in mteb.notes)
     assert mteb.run_file is not None and (Path(results.path or "").parent / mteb.run_file).is_file()
+
+
+def test_rerank_over_a_suite_retriever_runs_in_a_suite(tmp_path: Path) -> None:
+    """A composite whose first stage is also a system of the suite: indexed once, reranked."""
+    from tests.unit.retrievers.test_rerank import _save_tiny_bert
+
+    model = _save_tiny_bert(tmp_path / "ce")
+    spec = f"  - name: reranked\n    type: rerank\n    params: {{first_stage: bm25, model: {model}, top_n: 5}}\n"
+    text = SUITE.replace("gates:", spec + "gates:")
+    results = run_suite(load_suite(write_suite(tmp_path, text)), RunOptions(progress=False))
+    first, reranked = results.cell("golden", "bm25"), results.cell("golden", "reranked")
+    assert reranked.aggregate["recall@100"] == pytest.approx(first.aggregate["recall@100"], abs=1e-12)
+    label = next(s["meta"]["label"] for s in results.systems if s["name"] == "reranked")
+    assert str(model) in label or Path(model).name in label
