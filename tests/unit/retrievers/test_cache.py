@@ -108,3 +108,25 @@ def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.delenv("EVALSUITE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "evalsuite"
+
+
+def test_row_format_round_trips_reads_old_npz_rows_and_rejects_truncation() -> None:
+    import io
+
+    from evalsuite.retrievers.cache import _pack, _unpack
+
+    value = (np.arange(6, dtype=np.int32).reshape(2, 3), np.array([0.5, -1.25], dtype=np.float16),
+             np.zeros((0, 4), dtype=np.float32))
+    back = _unpack(_pack(value))
+    assert isinstance(back, tuple) and len(back) == 3
+    for a, b in zip(value, back):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    vector = np.linspace(0, 1, 384, dtype=np.float32)
+    single = _unpack(_pack(vector))
+    assert isinstance(single, np.ndarray) and np.array_equal(single, vector)
+    single[0] = 7  # rows are independent, writable copies
+    old = io.BytesIO()
+    np.savez(old, vector)
+    assert np.array_equal(_unpack(old.getvalue()), vector)
+    with pytest.raises(ValueError):
+        _unpack(_pack(vector)[:-4])
