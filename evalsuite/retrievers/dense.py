@@ -41,6 +41,9 @@ from numpy.typing import NDArray
 
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError, DataError
+from evalsuite.retrievers._common import check_positive as _check_positive
+from evalsuite.retrievers._common import id_rank as _id_rank
+from evalsuite.retrievers._common import make_cache as _make_cache
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, cached_encode
 from evalsuite.retrievers.encoders import (
@@ -402,21 +405,6 @@ class DenseRetriever:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _check_positive(what: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
-
-
-def _make_cache(cache: bool | EmbeddingCache, cache_dir: str | os.PathLike[str] | None) -> EmbeddingCache | None:
-    if isinstance(cache, EmbeddingCache):
-        return cache
-    if not isinstance(cache, bool):
-        raise ConfigError(f"cache must be True, False or an EmbeddingCache, got {cache!r}")
-    if not cache:
-        return None
-    return EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir is not None else None)
-
-
 def _invalid_rows(rows: Sequence[Any]) -> list[int]:
     """Positions of rows that are not finite float32 vectors of the common length."""
     shapes = Counter(r.shape for r in rows if isinstance(r, np.ndarray) and r.ndim == 1)
@@ -426,11 +414,3 @@ def _invalid_rows(rows: Sequence[Any]) -> list[int]:
     return [i for i, r in enumerate(rows)
             if not (isinstance(r, np.ndarray) and r.shape == shape and r.dtype == np.float32
                     and bool(np.isfinite(r).all()))]
-
-
-def _id_rank(doc_ids: NDArray[np.object_]) -> NDArray[np.int64]:
-    """Rank of every doc id in ascending string order (for the doc-id tie-break)."""
-    order = np.argsort(doc_ids, kind="stable")
-    rank = np.empty(len(doc_ids), dtype=np.int64)
-    rank[order] = np.arange(len(doc_ids), dtype=np.int64)
-    return rank

@@ -52,6 +52,7 @@ from numpy.typing import NDArray
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError
 from evalsuite.models import ModelSource, content_fingerprint, minilm_tokenizer_path, model_not_found, resolve_model
+from evalsuite.retrievers._common import quiet_transformers as _quiet_transformers
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -296,21 +297,6 @@ def _local_folder(source: ModelSource, revision: str | None) -> tuple[Path, str 
     except Exception as exc:  # offline and not cached, unknown repo, invalid id, ...
         raise model_not_found(source.name, exc) from exc
     return folder, folder.name  # the snapshot folder is named by its commit hash
-
-
-@contextlib.contextmanager
-def _quiet_transformers(progress: bool) -> Iterator[None]:
-    """Silence transformers' "Loading weights" progress bar unless progress is wanted."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if was_enabled and not progress:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled and not progress:
-            hf_logging.enable_progress_bar()
 
 
 def _short(exc: BaseException) -> str:

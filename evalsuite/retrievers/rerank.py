@@ -27,12 +27,10 @@ Conventions:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,8 @@ from evalsuite._optional import require
 from evalsuite._segments import offsets_from_counts, segment_ids
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.models import ModelSource, content_fingerprint, model_not_found, resolve_model
+from evalsuite.retrievers._common import check_positive as _check_positive
+from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.hybrid import RetrieverSpec, build_retriever
 from evalsuite.types import Corpus, Queries, Run
@@ -259,11 +259,6 @@ class RerankRetriever:
         return f"{title} {text}" if title else text
 
 
-def _check_positive(what: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"rerank: {what} must be a positive integer, got {value!r}")
-
-
 def _cross_encoder_files(model: str | os.PathLike[str]) -> tuple[ModelSource, Path]:
     """The resolved model and a local folder holding it (hub ids: the HF cache snapshot)."""
     source = resolve_model(model)
@@ -300,18 +295,3 @@ def _head_warning(path: Path) -> str | None:
         return None
     return (f"the checkpoint has no sequence-classification head (architectures: {', '.join(architectures)}); "
             "its head is randomly initialised, so the scores are meaningless")
-
-
-@contextlib.contextmanager
-def _quiet_loading(progress: bool) -> Iterator[None]:
-    """Silence transformers' "Loading weights" progress bar unless progress is wanted."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if was_enabled and not progress:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled and not progress:
-            hf_logging.enable_progress_bar()

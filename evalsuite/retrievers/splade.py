@@ -28,11 +28,10 @@ results are labelled as such.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,11 @@ from numpy.typing import NDArray
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError
 from evalsuite.models import ModelSource, content_fingerprint, model_not_found, resolve_model
+from evalsuite.retrievers._common import check_positive as _check_positive
+from evalsuite.retrievers._common import id_rank as _id_rank
+from evalsuite.retrievers._common import make_cache as _make_cache
+from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
+from evalsuite.retrievers._common import top_k as _top_k
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, cached_encode
 from evalsuite.types import Corpus, Queries, Run
@@ -290,21 +294,6 @@ class SpladeRetriever:
 # -- helpers (module-private) ------------------------------------------------------------------
 
 
-def _check_positive(what: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
-
-
-def _make_cache(cache: bool | EmbeddingCache, cache_dir: str | os.PathLike[str] | None) -> EmbeddingCache | None:
-    if isinstance(cache, EmbeddingCache):
-        return cache
-    if not isinstance(cache, bool):
-        raise ConfigError(f"cache must be True, False or an EmbeddingCache, got {cache!r}")
-    if not cache:
-        return None
-    return EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir is not None else None)
-
-
 def _local_model(model: str | os.PathLike[str]) -> tuple[ModelSource, Path]:
     """The resolved model and a local folder holding it (hub ids: the HF cache snapshot).
 
@@ -335,40 +324,3 @@ def _takes_max_length(encoder: Any, task: str) -> bool:
         except Exception:  # an unknown routing: do not claim the limit is honoured
             return False
     return isinstance(first, Transformer)
-
-
-@contextlib.contextmanager
-def _quiet_loading(progress: bool) -> Iterator[None]:
-    """Silence transformers' "Loading weights" progress bar unless progress is wanted."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if was_enabled and not progress:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled and not progress:
-            hf_logging.enable_progress_bar()
-
-
-def _id_rank(doc_ids: NDArray[np.object_]) -> NDArray[np.int64]:
-    """Rank of every doc id in ascending string order (for the doc-id tie-break)."""
-    order = np.argsort(doc_ids, kind="stable")
-    rank = np.empty(len(doc_ids), dtype=np.int64)
-    rank[order] = np.arange(len(doc_ids), dtype=np.int64)
-    return rank
-
-
-def _top_k(docs: NDArray[np.int64], scores: NDArray[Any], k: int,
-           id_rank: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """The ``k`` best ``docs`` in ranking order: score descending (compared at float32, as
-    :class:`~evalsuite.types.Run` does), then doc id descending -- so that the documents kept
-    at the cut-off are the ones the evaluation would rank first."""
-    keys = np.negative(scores.astype(np.float32))
-    if len(docs) > k:
-        threshold = keys[np.argpartition(keys, k - 1)[:k]].max()
-        keep = np.flatnonzero(keys <= threshold)  # the k best and every tie of the k-th
-        docs, scores, keys = docs[keep], scores[keep], keys[keep]
-    order = np.lexsort((-id_rank[docs], keys))[:k]
-    return docs[order], scores[order].astype(np.float64)

@@ -1,0 +1,72 @@
+"""Helpers the retrievers share: parameter checks, the embedding cache option, the
+trec_eval ranking order at a top-k cut-off, and quiet model loading."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from evalsuite.errors import ConfigError
+from evalsuite.retrievers.cache import EmbeddingCache
+
+__all__ = ["check_positive", "id_rank", "make_cache", "quiet_transformers", "top_k"]
+
+
+def check_positive(what: str, value: object) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an int >= 1 (bools are not ints here)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+
+
+def make_cache(cache: bool | EmbeddingCache, cache_dir: str | os.PathLike[str] | None) -> EmbeddingCache | None:
+    """The cache a retriever's ``cache`` / ``cache_dir`` options ask for (``cache_dir/embeddings``)."""
+    if isinstance(cache, EmbeddingCache):
+        return cache
+    if not isinstance(cache, bool):
+        raise ConfigError(f"cache must be True, False or an EmbeddingCache, got {cache!r}")
+    if not cache:
+        return None
+    return EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir is not None else None)
+
+
+def id_rank(doc_ids: NDArray[np.object_]) -> NDArray[np.int64]:
+    """Rank of every doc id in ascending string order (for the doc-id tie-break)."""
+    order = np.argsort(doc_ids, kind="stable")
+    rank = np.empty(len(doc_ids), dtype=np.int64)
+    rank[order] = np.arange(len(doc_ids), dtype=np.int64)
+    return rank
+
+
+def top_k(docs: NDArray[np.int64], scores: NDArray[Any], k: int,
+          id_rank: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The ``k`` best ``docs`` in ranking order: score descending (compared at float32, as
+    :class:`~evalsuite.types.Run` does), then doc id descending -- so that the documents kept
+    at the cut-off are the ones the evaluation would rank first."""
+    keys = np.negative(scores.astype(np.float32))
+    if len(docs) > k:
+        threshold = keys[np.argpartition(keys, k - 1)[:k]].max()
+        keep = np.flatnonzero(keys <= threshold)  # the k best and every tie of the k-th
+        docs, scores, keys = docs[keep], scores[keep], keys[keep]
+    order = np.lexsort((-id_rank[docs], keys))[:k]
+    return docs[order], scores[order].astype(np.float64)
+
+
+@contextlib.contextmanager
+def quiet_transformers(progress: bool) -> Iterator[None]:
+    """Silence transformers' "Loading weights" progress bar unless progress is wanted."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled and not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled and not progress:
+            hf_logging.enable_progress_bar()
