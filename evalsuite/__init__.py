@@ -22,7 +22,18 @@ _EXPORTS: dict[str, str] = {
     "Queries": "evalsuite.types",
     "Run": "evalsuite.types",
     "TaskData": "evalsuite.types",
+    "ConfigError": "evalsuite.errors",
+    "check_leakage": "evalsuite.metrics.leakage",
+    "compare": "evalsuite.metrics.stats",
     "evaluate": "evalsuite.metrics.evaluate",
+    "evaluate_gates": "evalsuite.gates",
+    "get_retriever": "evalsuite.retrievers",
+    "load_golden_set": "evalsuite.tasks.golden",
+    "load_results": "evalsuite.results",
+    "load_suite": "evalsuite.config",
+    "render_html": "evalsuite.report",
+    "render_markdown": "evalsuite.report",
+    "run_suite": "evalsuite.runner",
     "parse_metric": "evalsuite.metrics.spec",
     "read_qrels": "evalsuite.io",
     "read_run": "evalsuite.io",
@@ -34,10 +45,19 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
-    from evalsuite.errors import DataError, EvalsuiteError  # noqa: F401
+    from evalsuite.config import load_suite  # noqa: F401
+    from evalsuite.errors import ConfigError, DataError, EvalsuiteError  # noqa: F401
+    from evalsuite.gates import evaluate_gates  # noqa: F401
     from evalsuite.io import read_qrels, read_run, write_qrels, write_run  # noqa: F401
     from evalsuite.metrics.evaluate import EvalResult, evaluate, results_table  # noqa: F401
+    from evalsuite.metrics.leakage import check_leakage  # noqa: F401
     from evalsuite.metrics.spec import MetricSpec, parse_metric  # noqa: F401
+    from evalsuite.metrics.stats import compare  # noqa: F401
+    from evalsuite.report import render_html, render_markdown  # noqa: F401
+    from evalsuite.results import load_results  # noqa: F401
+    from evalsuite.retrievers import get_retriever  # noqa: F401
+    from evalsuite.runner import run_suite  # noqa: F401
+    from evalsuite.tasks.golden import load_golden_set  # noqa: F401
     from evalsuite.types import Corpus, Document, Qrels, Queries, Run, TaskData  # noqa: F401
 
 
