@@ -9,7 +9,8 @@ process, and is then scored on Cranfield (exact cosine search over the vectors i
 * ``evalsuite sentence-transformers``: the same model through
   :class:`~evalsuite.retrievers.encoders.SentenceTransformerEncoder` (should equal the baseline);
 * ``evalsuite ONNX fp32 export`` (the default backend of the dense retriever): the same
-  weights exported to ONNX at fp32 and run with ONNX Runtime, at batch sizes 16 (the dense retriever's default) / 32 / 64,
+  weights exported to ONNX at fp32 and run with ONNX Runtime, at batch sizes 16 (the dense
+  retriever's default) / 32 / 64,
   with 1 thread instead of one per core, and without length-sorted batches (texts handed over
   32 at a time, so no sorting across the corpus) to show what sorting is worth;
 * ``evalsuite ONNX int8 (packaged)``: the int8 all-MiniLM-L6-v2 package;
