@@ -11,6 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run by default ("deterministic"), so that CI
+# is reproducible: pytrec-eval-terrier 0.5.11, the oracle, can hang inside its C evaluate() on
+# some generated runs after earlier calls in the same process (seen with --hypothesis-seed=3;
+# the same input alone does not hang). `HYPOTHESIS_PROFILE=explore` draws fresh examples.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 REPO = Path(__file__).resolve().parents[1]
 
