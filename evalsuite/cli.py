@@ -293,8 +293,12 @@ def _print_gates(report: Any, out: TextIO) -> None:
         return
     counts = report.counts()
     print(f"\ngates: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed", file=out)
-    for r in report.results:
-        print(f"  {r.status.upper():4}  {r.title}: {r.message}", file=out)
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    for r in report.results:  # identical decisions (e.g. "no baseline yet") are printed once
+        groups.setdefault((r.status, r.gate, r.message), []).append(r)
+    for (status, gate, message), members in groups.items():
+        title = members[0].title if len(members) == 1 else f"{gate} [{len(members)} task/system pairs]"
+        print(f"  {status.upper():4}  {title}: {message}", file=out)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
