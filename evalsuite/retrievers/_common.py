@@ -13,9 +13,36 @@ import numpy as np
 from numpy.typing import NDArray
 
 from evalsuite.errors import ConfigError
+from evalsuite.models import ModelSource, model_not_found
 from evalsuite.retrievers.cache import EmbeddingCache
 
-__all__ = ["check_positive", "id_rank", "make_cache", "quiet_transformers", "top_k"]
+__all__ = ["HUB_IGNORE", "check_positive", "id_rank", "local_model_folder", "make_cache", "quiet_transformers",
+           "top_k"]
+
+#: Files a PyTorch model never needs from the hub: other frameworks' weights and exports.
+HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*",
+              "rust_model*", "coreml/*"]
+
+
+def local_model_folder(source: ModelSource, revision: str | None = None) -> tuple[Path, str | None]:
+    """A local folder holding ``source`` and the hub revision (commit) it came from.
+
+    Hub ids are fetched with huggingface_hub (or found in its cache when offline); a hub id
+    that cannot be had raises :func:`evalsuite.models.model_not_found`, which names the
+    model and the packaged alternatives.
+    """
+    if source.path is not None:
+        if revision is not None:
+            raise ConfigError(f"revision={revision!r} applies to hub ids, but model {source.name!r} is local "
+                              f"({source.path})")
+        return source.path, None
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(source.name, revision=revision, ignore_patterns=HUB_IGNORE))
+    except Exception as exc:  # offline and not cached, unknown repo, invalid id, ...
+        raise model_not_found(source.name, exc) from exc
+    return folder, folder.name  # the snapshot folder is named by its commit hash
 
 
 def check_positive(what: str, value: object) -> None:

@@ -92,9 +92,10 @@ from numpy.typing import NDArray
 
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError
-from evalsuite.models import ModelSource, content_fingerprint, model_not_found, resolve_model
+from evalsuite.models import ModelSource, content_fingerprint, resolve_model
 from evalsuite.retrievers._common import check_positive as _check_positive
 from evalsuite.retrievers._common import id_rank as _id_rank
+from evalsuite.retrievers._common import local_model_folder
 from evalsuite.retrievers._common import make_cache as _make_cache
 from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
 from evalsuite.retrievers._common import top_k as _top_k
@@ -107,8 +108,6 @@ __all__ = ["ColbertCheckpoint", "ColbertRetriever", "DenseLayer", "detect_colber
 Mode = Literal["auto", "colbert", "token-embeddings"]
 Matrix = NDArray[np.float32]
 
-_HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*",
-               "rust_model*", "coreml/*"]
 # exact re-scoring works on (query tokens x candidate tokens) blocks of at most this many cells
 _MAX_SCORE_CELLS = 16_000_000
 # queries re-scored together: at most this many query token rows per matrix product ...
@@ -912,14 +911,7 @@ class ColbertRetriever:
 def _local_model(model: str | os.PathLike[str]) -> tuple[ModelSource, Path]:
     """The resolved model and a local folder holding it (hub ids: the HF cache snapshot)."""
     source = resolve_model(model)
-    if source.path is not None:
-        return source, source.path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return source, Path(snapshot_download(source.name, ignore_patterns=_HUB_IGNORE))
-    except Exception as exc:  # offline, unknown repo, invalid id, ...
-        raise model_not_found(source.name, exc) from exc
+    return source, local_model_folder(source)[0]
 
 
 def _max_seq_length(path: Path) -> int:

@@ -51,7 +51,8 @@ from numpy.typing import NDArray
 
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError
-from evalsuite.models import ModelSource, content_fingerprint, minilm_tokenizer_path, model_not_found, resolve_model
+from evalsuite.models import content_fingerprint, minilm_tokenizer_path, resolve_model
+from evalsuite.retrievers._common import local_model_folder as _local_folder
 from evalsuite.retrievers._common import quiet_transformers as _quiet_transformers
 
 __all__ = [
@@ -84,8 +85,6 @@ _PACKAGED_ONNX = {
     "all-MiniLM-L6-v2-int8": (256, 384),
 }
 _TOKEN_OUTPUT_NAMES = ("token_embeddings", "last_hidden_state")
-_HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*",
-               "rust_model*", "coreml/*"]
 _BERT_POSITION_LIMIT = 512
 
 
@@ -277,26 +276,6 @@ def read_st_layout(folder: Path) -> StLayout:
                     normalized="Normalize" in types, max_seq_length=max_seq_length, dimension=dimension,
                     prompts=prompts,
                     default_prompt_name=default_prompt_name, exportable=not reason, reason=reason)
-
-
-def _local_folder(source: ModelSource, revision: str | None) -> tuple[Path, str | None]:
-    """A local folder holding ``source`` and the hub revision (commit) it came from.
-
-    Hub ids are fetched with huggingface_hub (or found in its cache when offline); a hub id
-    that cannot be had raises :func:`evalsuite.models.model_not_found`.
-    """
-    if source.path is not None:
-        if revision is not None:
-            raise ConfigError(f"revision={revision!r} applies to hub ids, but model {source.name!r} is local "
-                              f"({source.path})")
-        return source.path, None
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = Path(snapshot_download(source.name, revision=revision, ignore_patterns=_HUB_IGNORE))
-    except Exception as exc:  # offline and not cached, unknown repo, invalid id, ...
-        raise model_not_found(source.name, exc) from exc
-    return folder, folder.name  # the snapshot folder is named by its commit hash
 
 
 def _short(exc: BaseException) -> str:

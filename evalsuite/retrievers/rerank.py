@@ -40,8 +40,9 @@ from numpy.typing import NDArray
 from evalsuite._optional import require
 from evalsuite._segments import offsets_from_counts, segment_ids
 from evalsuite.errors import ConfigError, DataError
-from evalsuite.models import ModelSource, content_fingerprint, model_not_found, resolve_model
+from evalsuite.models import ModelSource, content_fingerprint, resolve_model
 from evalsuite.retrievers._common import check_positive as _check_positive
+from evalsuite.retrievers._common import local_model_folder
 from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.hybrid import RetrieverSpec, build_retriever
@@ -50,8 +51,6 @@ from evalsuite.types import Corpus, Queries, Run
 __all__ = ["RerankRetriever"]
 
 # Files a cross-encoder never needs: other frameworks' weights and exports.
-_HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*",
-               "rust_model*", "coreml/*"]
 
 
 class RerankRetriever:
@@ -268,14 +267,7 @@ def _cross_encoder_files(model: str | os.PathLike[str]) -> tuple[ModelSource, Pa
             "trained cross-encoder ships on PyPI, so give a local cross-encoder folder or a hub id such as "
             "'cross-encoder/ms-marco-MiniLM-L6-v2'"
         )
-    if source.path is not None:
-        return source, source.path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return source, Path(snapshot_download(source.name, ignore_patterns=_HUB_IGNORE))
-    except Exception as exc:  # offline, unknown repo, invalid id, ...
-        raise model_not_found(source.name, exc) from exc
+    return source, local_model_folder(source)[0]
 
 
 def _head_warning(path: Path) -> str | None:

