@@ -4,6 +4,7 @@ trec_eval ranking order at a top-k cut-off, and quiet model loading."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from evalsuite.models import ModelSource, model_not_found
 from evalsuite.retrievers.cache import EmbeddingCache
 
 __all__ = ["HUB_IGNORE", "check_positive", "id_rank", "local_model_folder", "make_cache", "quiet_transformers",
-           "top_k"]
+           "read_json_object", "top_k"]
 
 #: Files a PyTorch model never needs from the hub: other frameworks' weights and exports.
 HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*",
@@ -60,6 +61,17 @@ def make_cache(cache: bool | EmbeddingCache, cache_dir: str | os.PathLike[str] |
     if not cache:
         return None
     return EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir is not None else None)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A model folder's JSON config file as a dict; unreadable or not an object: ConfigError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
 
 
 def id_rank(doc_ids: NDArray[np.object_]) -> NDArray[np.int64]:

@@ -98,6 +98,7 @@ from evalsuite.retrievers._common import id_rank as _id_rank
 from evalsuite.retrievers._common import local_model_folder
 from evalsuite.retrievers._common import make_cache as _make_cache
 from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
+from evalsuite.retrievers._common import read_json_object as _read_json
 from evalsuite.retrievers._common import top_k as _top_k
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, cached_encode
@@ -156,16 +157,6 @@ class ColbertCheckpoint:
     @property
     def dim(self) -> int:
         return self.projections[-1].out_features
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return data
 
 
 def _weight_keys(folder: Path) -> dict[str, Path]:

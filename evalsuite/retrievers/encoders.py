@@ -54,6 +54,7 @@ from evalsuite.errors import ConfigError
 from evalsuite.models import content_fingerprint, minilm_tokenizer_path, resolve_model
 from evalsuite.retrievers._common import local_model_folder as _local_folder
 from evalsuite.retrievers._common import quiet_transformers as _quiet_transformers
+from evalsuite.retrievers._common import read_json_object as _read_json
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -163,16 +164,6 @@ def _finish(vectors: NDArray[Any], *, dim: int | None, normalize: bool, model: s
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out = out / np.maximum(norms, np.float32(1e-12))
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return data
 
 
 @dataclass(frozen=True)
