@@ -7,20 +7,41 @@ of those scores with human judgements:
 * Pearson's r = cov(x, y) / (std(x) * std(y)).
 
 Both are computed by :mod:`scipy.stats`, as MTEB and sentence-transformers do.
+
+Uncertainty: a correlation is not a mean of per-pair values, so its confidence interval
+comes from resampling the sentence *pairs* (with replacement, each pair keeping its
+predicted and gold score together) and recomputing the correlation on every resample
+(:func:`bootstrap_correlation`); the difference between two systems scored on the same
+pairs is bootstrapped with the same resampled pairs for both
+(:func:`paired_bootstrap_correlation`). The resampling draws exactly what
+``scipy.stats.bootstrap(..., paired=True, batch=1000)`` draws from the same seed, so the
+distributions agree with scipy's to rounding (tests/unit/test_correlation.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from evalsuite.errors import DataError
 from evalsuite.metrics.spec import FamilyInfo, register_family
 
-__all__ = ["CorrelationResult", "correlate", "pearson", "spearman"]
+__all__ = [
+    "CorrelationBootstrap",
+    "CorrelationResult",
+    "bootstrap_correlation",
+    "correlate",
+    "paired_bootstrap_correlation",
+    "pearson",
+    "spearman",
+]
+
+CorrelationMetric = Literal["spearman", "pearson"]
+_BATCH = 1000  # resamples drawn per batch: bounded memory, and scipy's draws with batch=1000
 
 register_family(FamilyInfo("spearman", "spearman", "forbidden", (), ("spearmanr", "rho"), kind="correlation"))
 register_family(FamilyInfo("pearson", "pearson", "forbidden", (), ("pearsonr",), kind="correlation"))
@@ -73,3 +94,139 @@ def correlate(predicted: Sequence[float] | ArrayLike, gold: Sequence[float] | Ar
     """Both correlations at once."""
     x, y = _validated(predicted, gold)
     return CorrelationResult(spearman=spearman(x, y), pearson=pearson(x, y), n=len(x))
+
+
+@dataclass(frozen=True)
+class CorrelationBootstrap:
+    """Bootstrap over sentence pairs of a correlation (or of a difference of two).
+
+    ``estimate`` is the statistic on all pairs; ``distribution`` holds one value per
+    resample (resamples where the statistic is undefined, e.g. all scores equal in a
+    tiny set, are left out and counted in ``n_undefined``); ``low``/``high`` are the
+    percentile interval at ``confidence``.
+    """
+
+    metric: str
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    n: int
+    n_resamples: int
+    n_undefined: int = 0
+    distribution: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    def mass_below(self, threshold: float) -> float:
+        """Share of the bootstrap distribution strictly below ``threshold``."""
+        return float(np.mean(self.distribution < threshold)) if len(self.distribution) else float("nan")
+
+    def mass_above(self, threshold: float) -> float:
+        """Share of the bootstrap distribution strictly above ``threshold``."""
+        return float(np.mean(self.distribution > threshold)) if len(self.distribution) else float("nan")
+
+
+def _rowwise_pearson(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Pearson's r of each row of ``x`` with the same row of ``y`` (NaN where a row is constant)."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    num = np.einsum("ij,ij->i", xc, yc)
+    den = np.sqrt(np.einsum("ij,ij->i", xc, xc) * np.einsum("ij,ij->i", yc, yc))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = num / den
+    r[den == 0] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def _rowwise(metric: CorrelationMetric, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The correlation of each row pair: Spearman = Pearson of average ranks (scipy's ties rule)."""
+    if metric == "spearman":
+        from scipy.stats import rankdata
+
+        x, y = rankdata(x, axis=1), rankdata(y, axis=1)
+    return _rowwise_pearson(x, y)
+
+
+def _check_bootstrap_args(metric: str, confidence: float, n_resamples: int) -> None:
+    if metric not in ("spearman", "pearson"):
+        raise ValueError(f"metric must be 'spearman' or 'pearson', got {metric!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+
+
+def _summarise(metric: str, estimate: float, draws: NDArray[np.float64], *, confidence: float, n: int,
+               n_resamples: int) -> CorrelationBootstrap:
+    defined = draws[~np.isnan(draws)]
+    tail = (1 - confidence) / 2
+    if len(defined):
+        low, high = (float(v) for v in np.quantile(defined, [tail, 1 - tail]))
+    else:
+        low = high = float("nan")
+    return CorrelationBootstrap(metric, estimate, low, high, confidence, n, n_resamples,
+                                n_undefined=int(len(draws) - len(defined)), distribution=defined)
+
+
+def _draws(n: int, n_resamples: int, seed: int, statistic: object) -> NDArray[np.float64]:
+    """``statistic(indices)`` over resampled pair indices, batch by batch (the draws scipy makes)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_resamples)
+    for start in range(0, n_resamples, _BATCH):
+        size = min(_BATCH, n_resamples - start)
+        idx = rng.integers(0, n, (size, n))
+        out[start:start + size] = statistic(idx)  # type: ignore[operator]
+    return out
+
+
+def bootstrap_correlation(
+    predicted: ArrayLike,
+    gold: ArrayLike,
+    *,
+    metric: CorrelationMetric = "spearman",
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> CorrelationBootstrap:
+    """Percentile bootstrap of Spearman's rho or Pearson's r over sentence pairs.
+
+    Each resample draws ``n`` pairs with replacement (predicted and gold score stay
+    together) and recomputes the correlation; seeded and reproducible. Equivalent to
+    ``scipy.stats.bootstrap((predicted, gold), stat, paired=True, method="percentile",
+    batch=1000, rng=np.random.default_rng(seed))``, vectorised over resamples.
+    """
+    _check_bootstrap_args(metric, confidence, n_resamples)
+    x, y = _validated(predicted, gold)
+    estimate = spearman(x, y) if metric == "spearman" else pearson(x, y)
+    draws = _draws(len(x), n_resamples, seed, lambda idx: _rowwise(metric, x[idx], y[idx]))
+    return _summarise(metric, estimate, draws, confidence=confidence, n=len(x), n_resamples=n_resamples)
+
+
+def paired_bootstrap_correlation(
+    predicted_a: ArrayLike,
+    predicted_b: ArrayLike,
+    gold: ArrayLike,
+    *,
+    metric: CorrelationMetric = "spearman",
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> CorrelationBootstrap:
+    """Bootstrap of corr(a, gold) - corr(b, gold): systems ``a`` and ``b`` scored on the same pairs.
+
+    Both correlations are recomputed on the *same* resampled pairs, so what the pairs have
+    in common (easy and hard pairs) cancels out of the difference. ``estimate`` is the
+    difference on all pairs; positive means ``a`` agrees better with the gold scores.
+    """
+    _check_bootstrap_args(metric, confidence, n_resamples)
+    a, y = _validated(predicted_a, gold)
+    b, _ = _validated(predicted_b, gold)
+    single = spearman if metric == "spearman" else pearson
+    estimate = single(a, y) - single(b, y)
+
+    def statistic(idx: NDArray[np.int64]) -> NDArray[np.float64]:
+        gold_rows = y[idx]
+        return _rowwise(metric, a[idx], gold_rows) - _rowwise(metric, b[idx], gold_rows)
+
+    draws = _draws(len(a), n_resamples, seed, statistic)
+    return _summarise(f"{metric} difference", estimate, draws, confidence=confidence, n=len(a),
+                      n_resamples=n_resamples)
