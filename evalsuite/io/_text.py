@@ -66,7 +66,7 @@ def read_text(path: Path, what: str) -> str:
             line=line,
             hint="re-save the file as UTF-8",
         ) from None
-    if not text.strip():
+    if not text.strip(" \t\n\r\v\f"):  # ASCII whitespace: a file of U+001C is not "only whitespace"
         raise DataError(f"{what} file has no content (only whitespace)", path=path)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ QRELS_FORMAT = TableFormat(
 
 def duplicate_error(path: Path, data: TableData, error: DuplicateError) -> DataError:
     """Re-raise a duplicate (query, doc) found by the data model with file lines."""
-    first, second = (int(data.lines[r]) for r in error.rows)
+    first, second = (data.line_of(r) for r in error.rows)
     return DataError(
         error.reason.split(" (rows")[0] + f" (first on line {first})",
         path=path,
@@ -68,11 +69,14 @@ def read_trec_qrels(path: str | Path, *, engine: Engine = "auto") -> Qrels:
         raise duplicate_error(p, data, exc) from None
 
 
+_UNWRITABLE = re.compile(r"[\x00-\x20\x7f]")  # ASCII whitespace separates TREC columns; control characters are refused
+
+
 def _check_writable_ids(ids: np.ndarray, what: str) -> None:
     for value in ids.tolist():
-        if not value or any(c in " \t\n\r\v\f" for c in value):
+        if not value or _UNWRITABLE.search(value):
             raise DataError(f"cannot write {what} {value!r} to a TREC file: ids must be non-empty and contain no "
-                            "whitespace", hint="use the JSON/JSONL writer for such ids")
+                            "whitespace or control characters", hint="use the JSON/JSONL writer for such ids")
 
 
 def write_trec_run(run: Run, path: str | Path, *, tag: str | None = None, depth: int | None = None) -> Path:
