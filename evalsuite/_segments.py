@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "argsort_within",
+    "first_segment_with_repeat",
     "offsets_from_counts",
     "searchsorted_within",
     "segment_ids",
@@ -124,3 +125,37 @@ def searchsorted_within(
         lo = np.where(go_right, mid + 1, lo)
         hi = np.where(active & ~right, mid, hi)
     return lo
+
+
+def first_segment_with_repeat(values: NDArray[np.integer], offsets: NDArray[np.int64]) -> int | None:
+    """Index of the first segment in which some value occurs twice, or None.
+
+    ``values`` are integers (codes of ids). One sort of every segment at once -- a
+    (segments x longest) matrix when padding is cheap, else a single sort by (segment,
+    value) -- then a comparison of neighbours: no Python loop over segments or rows.
+    """
+    n = int(offsets[-1]) if len(offsets) else 0
+    if n < 2:
+        return None
+    values = np.asarray(values)
+    shape = _padded_shape(offsets)
+    if shape is not None:
+        rows, cols = shape
+        if rows * cols == n:
+            ordered = np.sort(values.reshape(rows, cols), axis=1)
+        else:
+            seg = segment_ids(offsets)
+            pos = np.arange(n, dtype=np.int64) - offsets[seg]
+            top = int(values.max()) + 1
+            # distinct padding values above every real one, so padding never repeats
+            ordered = np.broadcast_to(np.arange(top, top + cols, dtype=np.int64), shape).copy()
+            ordered[seg, pos] = values
+            ordered.sort(axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+        hits = np.flatnonzero(repeated)
+        return int(hits[0]) if len(hits) else None
+    seg = segment_ids(offsets)
+    order = np.lexsort((values, seg))
+    same = (values[order][1:] == values[order][:-1]) & (seg[order][1:] == seg[order][:-1])
+    hits = np.flatnonzero(same)
+    return int(seg[order][hits].min()) if len(hits) else None

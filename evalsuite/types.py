@@ -22,17 +22,35 @@ make relevant documents look unjudged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
-from evalsuite._segments import argsort_within, offsets_from_counts, segment_ids, sort_within
+from evalsuite._ids import (
+    arrow_codes,
+    arrow_codes_within,
+    arrow_strings,
+    group_codes,
+    is_arrow,
+    object_codes,
+    take_arrow,
+    take_strings,
+)
+from evalsuite._segments import (
+    argsort_within,
+    first_segment_with_repeat,
+    offsets_from_counts,
+    segment_ids,
+    sort_within,
+)
 from evalsuite.errors import DataError
+
+if TYPE_CHECKING:  # pandas is imported where a function needs it: `import evalsuite.types` stays light
+    import pandas as pd
 
 __all__ = ["Corpus", "Document", "Qrels", "Queries", "Run", "TaskData"]
 
@@ -60,8 +78,14 @@ def _object_array(values: Iterable[Any], count: int | None = None) -> ObjArray:
 
 def _check_ids(ids: ObjArray, what: str) -> ObjArray:
     """Return ``ids`` with int ids turned into str; raise on any other non-str id."""
-    if pd.api.types.infer_dtype(ids, skipna=False) in ("string", "empty"):
-        return ids
+    if len(ids) < 50_000:  # pure Python is as fast here, and spares importing pandas
+        if all(type(x) is str for x in ids.tolist()):
+            return ids
+    else:
+        from pandas.api.types import infer_dtype
+
+        if infer_dtype(ids, skipna=False) in ("string", "empty"):
+            return ids
     kinds = set(map(type, ids.tolist()))
     if kinds <= {str}:
         return ids
@@ -75,36 +99,53 @@ def _check_ids(ids: ObjArray, what: str) -> ObjArray:
     return np.array([str(x) for x in ids.tolist()], dtype=object)
 
 
-def _row_query_ids(query_ids: Any, check: bool) -> ObjArray | pd.Categorical:
-    if isinstance(query_ids, pd.Categorical):
-        return query_ids
+def _query_codes(query_ids: Any, check: bool) -> tuple[NDArray[np.integer], ObjArray]:
+    """Row-wise query ids as ``(codes, uniques)``: from a pyarrow array (dictionary-encoded or
+    not), a ``pandas.Categorical``, or any sequence of ids (``check``: ints become str)."""
+    if is_arrow(query_ids):
+        codes, dictionary = arrow_codes(query_ids, "query ids")
+        return codes, arrow_strings(dictionary)
+    if type(query_ids).__name__ == "Categorical" and type(query_ids).__module__.startswith("pandas"):
+        codes = np.asarray(query_ids.codes)
+        if len(codes) and int(codes.min()) < 0:
+            raise DataError("query ids must be strings, got a missing value")
+        return codes, _check_ids(np.asarray(query_ids.categories, dtype=object), "query ids")
     q = _object_array(query_ids)
-    return _check_ids(q, "query ids") if check else q
+    if check:
+        q = _check_ids(q, "query ids")
+    codes64, uniques = object_codes(q)
+    if len(codes64) and int(codes64.min()) < 0:  # factorize codes None/NaN as -1
+        raise DataError("query ids must be strings, got a missing value")
+    return codes64, _check_ids(uniques, "query ids") if check else uniques
 
 
-def _group_rows(query_ids: ObjArray | pd.Categorical) -> tuple[ObjArray, IntArray, IntArray | None]:
+def _group_rows(query_ids: Any, check: bool) -> tuple[ObjArray, IntArray, IntArray | None]:
     """Group row-wise query ids: (unique ids in first-seen order, offsets, permutation or None)."""
-    codes, uniques = pd.factorize(query_ids, sort=False)
-    codes = codes.astype(np.int64, copy=False)
-    uniques = _check_ids(np.asarray(uniques, dtype=object), "query ids")
-    counts = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
-    perm = None
-    if len(codes) > 1 and bool((codes[1:] < codes[:-1]).any()):
-        perm = np.argsort(codes, kind="stable")
-    return np.asarray(uniques, dtype=object), offsets_from_counts(counts), perm
+    codes, uniques = _query_codes(query_ids, check)
+    order, offsets, perm = group_codes(codes, len(uniques))
+    return uniques[order], offsets, perm
 
 
-def _find_duplicate(query_ids: ObjArray, offsets: IntArray, doc_ids: ObjArray) -> tuple[int, int] | None:
-    """Positions (first, second) of the first repeated doc id inside one query, or None."""
-    docs = doc_ids.tolist()
-    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
-        if len(set(docs[start:end])) != end - start:
-            seen: dict[object, int] = {}
-            for pos in range(start, end):
-                first = seen.setdefault(docs[pos], pos)
-                if first != pos:
-                    return first, pos
-    return None
+def _find_duplicate(offsets: IntArray, codes: NDArray[np.integer]) -> tuple[int, int] | None:
+    """Positions (first, second) of the first repeated code (doc) inside one segment (query), or None.
+
+    Vectorised: every segment is sorted once (see :func:`first_segment_with_repeat`); only
+    the segment holding the first repeat is then walked to name its two positions.
+    """
+    seg = first_segment_with_repeat(codes, offsets)
+    if seg is None:
+        return None
+    start, end = int(offsets[seg]), int(offsets[seg + 1])
+    seen: dict[int, int] = {}
+    for pos, code in enumerate(np.asarray(codes[start:end]).tolist(), start):
+        first = seen.setdefault(code, pos)
+        if first != pos:
+            return first, pos
+    raise AssertionError("unreachable: a repeat was found in this segment")  # pragma: no cover
+
+
+def _doc_codes(doc_ids: ObjArray) -> IntArray:
+    return object_codes(doc_ids)[0]
 
 
 class DuplicateError(DataError):
@@ -150,7 +191,7 @@ class _Collection:
     @property
     def n_rows(self) -> int:
         """Number of (query, doc) rows."""
-        return len(self._doc_ids)
+        return int(self._offsets[-1])
 
     def __len__(self) -> int:
         return len(self._query_ids)
@@ -189,33 +230,43 @@ class Run(_Collection):
     (``inf`` allowed, ``NaN`` not).
     """
 
-    __slots__ = ("_name", "_scores")
+    __slots__ = ("_doc_codes", "_doc_dictionary", "_name", "_scores")
 
     _name: str
     _scores: FloatArray
+    _doc_ids: ObjArray | None  # type: ignore[assignment]  # None until asked for, when _doc_codes is set
+    _doc_codes: NDArray[np.integer] | None
+    _doc_dictionary: Any  # pyarrow string array of the distinct doc ids, with _doc_codes
 
     def __init__(self, results: Mapping[str, Mapping[str, float]], *, name: str = "run") -> None:
         other = Run.from_dict(results, name=name)
         self._name = other._name
         self._query_ids, self._offsets = other._query_ids, other._offsets
         self._doc_ids, self._scores, self._cache = other._doc_ids, other._scores, other._cache
+        self._doc_codes, self._doc_dictionary = None, None
 
     @classmethod
     def _make(
         cls,
         query_ids: ObjArray,
         offsets: IntArray,
-        doc_ids: ObjArray,
+        doc_ids: ObjArray | None,
         scores: FloatArray,
         *,
         name: str,
         cache: dict[str, Any] | None = None,
+        doc_codes: NDArray[np.integer] | None = None,
+        doc_dictionary: Any = None,
     ) -> Run:
+        """A run from grouped columns. Doc ids are an object array, or (``doc_ids=None``)
+        codes into a pyarrow dictionary, turned into Python strings only when asked for."""
         run = cls.__new__(cls)
         run._name = name
         run._query_ids = _frozen(query_ids)
         run._offsets = _frozen(offsets)
-        run._doc_ids = _frozen(doc_ids)
+        run._doc_ids = None if doc_ids is None else _frozen(doc_ids)
+        run._doc_codes = None if doc_codes is None else _frozen(doc_codes)
+        run._doc_dictionary = doc_dictionary
         run._scores = _frozen(scores)
         run._cache = {} if cache is None else cache
         return run
@@ -245,7 +296,7 @@ class Run(_Collection):
         cache: dict[str, Any] = {"ids_as_given": checked is doc_ids and query_ids_given}
         if checked is not doc_ids:
             doc_ids = checked
-            if (dup := _find_duplicate(query_ids, offsets, doc_ids)) is not None:
+            if (dup := _find_duplicate(offsets, _doc_codes(doc_ids))) is not None:
                 query = query_ids[np.searchsorted(offsets, dup[1], "right") - 1]
                 raise DataError(f"run query {query!r}: doc id {doc_ids[dup[1]]!r} appears twice after "
                                 "converting ids to str")
@@ -256,8 +307,8 @@ class Run(_Collection):
     @classmethod
     def from_arrays(
         cls,
-        query_ids: Sequence[str] | ObjArray | pd.Categorical,
-        doc_ids: Sequence[str] | ObjArray,
+        query_ids: Sequence[str] | ObjArray | pd.Categorical | Any,
+        doc_ids: Sequence[str] | ObjArray | Any,
         scores: Sequence[float] | FloatArray,
         *,
         name: str = "run",
@@ -269,31 +320,51 @@ class Run(_Collection):
         A doc repeated within a query raises :class:`DuplicateError` naming both rows.
         ``check_ids=False`` skips the per-row id type check, for callers (the file readers)
         that already guarantee string ids.
+
+        The id columns may also be pyarrow string arrays (the Arrow file reader passes
+        them): doc ids then stay in Arrow memory as dictionary codes, and Python strings
+        are built only for the rows someone asks for (:attr:`doc_ids`, :meth:`doc_ids_at`).
         """
-        q = _row_query_ids(query_ids, check_ids)
-        d = _object_array(doc_ids)
-        if check_ids:
-            d = _check_ids(d, "doc ids")
+        uniques, offsets, perm = _group_rows(query_ids, check_ids)
+        doc_codes: NDArray[np.integer] | None = None
+        dictionary = None
+        d: ObjArray | None = None
+        arrow_docs = is_arrow(doc_ids)
+        if arrow_docs:
+            n_docs = len(doc_ids)
+        else:
+            d = _object_array(doc_ids)
+            if check_ids:
+                d = _check_ids(d, "doc ids")
+            n_docs = len(d)
         try:
             s = np.array(scores, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise DataError(f"run: every score must be a number ({exc})") from None
-        if not (len(q) == len(d) == len(s)):
-            raise DataError(f"run columns differ in length: {len(q)} query ids, {len(d)} doc ids, {len(s)} scores")
-        uniques, offsets, perm = _group_rows(q)
-        original = np.arange(len(q), dtype=np.int64)
+        n_query_rows = int(offsets[-1])
+        if not (n_query_rows == n_docs == len(s)):
+            raise DataError(f"run columns differ in length: {n_query_rows} query ids, {n_docs} doc ids, "
+                            f"{len(s)} scores")
         if perm is not None:
-            d, s, original = d[perm], s[perm], perm
-        if (dup := _find_duplicate(uniques, offsets, d)) is not None:
-            first, second = int(original[dup[0]]), int(original[dup[1]])
+            s = s[perm]
+            if arrow_docs:
+                doc_ids = take_arrow(doc_ids, perm)
+            else:
+                d = d[perm]  # type: ignore[index]
+        if arrow_docs:
+            doc_codes, dictionary = arrow_codes_within(doc_ids, offsets, "doc ids")
+        codes = doc_codes if doc_codes is not None else _doc_codes(d)  # type: ignore[arg-type]
+        if (dup := _find_duplicate(offsets, codes)) is not None:
+            first, second = (int(perm[r]) if perm is not None else r for r in dup)
+            doc = d[dup[1]] if d is not None else take_strings(dictionary, codes[dup[1]:dup[1] + 1])[0]
             raise DuplicateError(
-                f"doc {d[dup[1]]!r} appears twice for query {uniques[np.searchsorted(offsets, dup[1], 'right') - 1]!r} "
+                f"doc {doc!r} appears twice for query {uniques[np.searchsorted(offsets, dup[1], 'right') - 1]!r} "
                 f"(rows {first + 1} and {second + 1})",
                 rows=(first, second),
                 hint="trec_eval rejects duplicate documents in a ranking; keep one score per doc",
             )
-        run = cls._make(uniques, offsets, d, s, name=name)
-        run._check_scores(original)
+        run = cls._make(uniques, offsets, d, s, name=name, doc_codes=doc_codes, doc_dictionary=dictionary)
+        run._check_scores(perm, name_row=True)
         return run
 
     @classmethod
@@ -346,21 +417,57 @@ class Run(_Collection):
         if len(np.unique(q)) != len(q):
             raise DataError("from_topk: query ids must be unique")
         offsets = offsets_from_counts(counts)
-        if (dup := _find_duplicate(q, offsets, flat_idx.astype(object))) is not None:
+        if (dup := _find_duplicate(offsets, flat_idx)) is not None:
             raise DataError(f"from_topk: doc {docs[flat_idx[dup[1]]]!r} appears twice in one query's results")
         run = cls._make(q, offsets, docs[flat_idx], val[valid], name=name)
         run._check_scores()
         return run
 
-    def _check_scores(self, original_rows: IntArray | None = None) -> None:
+    def _check_scores(self, original_rows: IntArray | None = None, *, name_row: bool = False) -> None:
+        """Refuse NaN scores. With ``name_row`` the message names the input row (``original_rows``
+        maps rows back to input rows when they were regrouped)."""
         nan = np.isnan(self._scores)
         if nan.any():
             row = int(np.flatnonzero(nan)[0])
             q = self.row_query_ids()[row]
-            where = "" if original_rows is None else f" (row {int(original_rows[row]) + 1})"
-            raise DataError(f"run query {q!r}, doc {self._doc_ids[row]!r}: score is missing or NaN{where}")
+            where = ""
+            if name_row:
+                where = f" (row {int(original_rows[row]) + 1 if original_rows is not None else row + 1})"
+            doc = self.doc_ids_at(np.array([row]))[0]
+            raise DataError(f"run query {q!r}, doc {doc!r}: score is missing or NaN{where}")
 
     # -- access -------------------------------------------------------------------------
+
+    @property
+    def doc_ids(self) -> ObjArray:
+        """Doc id of every row, grouped by query, in input order (read-only)."""
+        if self._doc_ids is None:
+            self._doc_ids = _frozen(self._dictionary_strings()[self._doc_codes])
+        return self._doc_ids
+
+    def doc_ids_at(self, rows: NDArray[np.integer]) -> ObjArray:
+        """``doc_ids[rows]``, without building the whole column when it is not built yet."""
+        if self._doc_ids is not None:
+            return self._doc_ids[rows]
+        codes = self._doc_codes[rows]  # type: ignore[index]
+        if "dictionary_strings" in self._cache or len(codes) * 8 > len(self._doc_dictionary):
+            return self._dictionary_strings()[codes]
+        return take_strings(self._doc_dictionary, codes)
+
+    def doc_codes(self) -> tuple[NDArray[np.integer], Any] | None:
+        """``(codes, dictionary)`` when the doc ids are held as codes into a pyarrow string
+        array (runs read by the Arrow engine), else None. For joins that should not build
+        one Python string per row."""
+        if self._doc_codes is None:
+            return None
+        return self._doc_codes, self._doc_dictionary
+
+    def _dictionary_strings(self) -> ObjArray:
+        strings = self._cache.get("dictionary_strings")
+        if strings is None:
+            strings = arrow_strings(self._doc_dictionary)
+            self._cache["dictionary_strings"] = strings
+        return strings
 
     @property
     def name(self) -> str:
@@ -374,7 +481,8 @@ class Run(_Collection):
 
     def with_name(self, name: str) -> Run:
         """The same results under another name (arrays are shared, not copied)."""
-        return Run._make(self._query_ids, self._offsets, self._doc_ids, self._scores, name=name, cache=self._cache)
+        return Run._make(self._query_ids, self._offsets, self._doc_ids, self._scores, name=name, cache=self._cache,
+                         doc_codes=self._doc_codes, doc_dictionary=self._doc_dictionary)
 
     def rank_keys(self) -> NDArray[np.float32]:
         """``-score`` as float32 per row: ascending key order is the ranking (see module doc)."""
@@ -394,7 +502,7 @@ class Run(_Collection):
             seg = segment_ids(self._offsets)
             tied = (sorted_scores[1:] == sorted_scores[:-1]) & (seg[1:] == seg[:-1])
             if tied.any():
-                order = _break_ties_by_doc(order, tied, seg, self._doc_ids)
+                order = _break_ties_by_doc(order, tied, seg, self.doc_ids_at)
             self._cache["order"] = _frozen(order)
         return order
 
@@ -409,7 +517,7 @@ class Run(_Collection):
     def ranking(self, query_id: str) -> list[tuple[str, float]]:
         """``[(doc_id, score), ...]`` of one query in rank order."""
         rows = self.ranking_order()[self._slice(query_id)]
-        return list(zip(self._doc_ids[rows].tolist(), self._scores[rows].tolist()))
+        return list(zip(self.doc_ids_at(rows).tolist(), self._scores[rows].tolist()))
 
     def ids_as_given(self) -> bool:
         """True when built by :meth:`from_dict` without converting any id to str."""
@@ -424,6 +532,9 @@ class Run(_Collection):
         rank = np.arange(len(order)) - self._offsets[seg]
         keep = order[rank < k]
         counts = np.minimum(np.diff(self._offsets), k)
+        if self._doc_ids is None:  # keep the codes: top_k of a big file run builds no strings
+            return Run._make(self._query_ids, offsets_from_counts(counts), None, self._scores[keep], name=self._name,
+                             doc_codes=self._doc_codes[keep], doc_dictionary=self._doc_dictionary)  # type: ignore[index]
         return Run._make(
             self._query_ids, offsets_from_counts(counts), self._doc_ids[keep], self._scores[keep], name=self._name
         )
@@ -433,18 +544,20 @@ class Run(_Collection):
     def to_dict(self) -> dict[str, dict[str, float]]:
         """``{query_id: {doc_id: score}}`` with docs in rank order."""
         order = self.ranking_order()
-        docs, scores = self._doc_ids[order].tolist(), self._scores[order].tolist()
+        docs, scores = self.doc_ids[order].tolist(), self._scores[order].tolist()
         bounds = zip(self._offsets[:-1].tolist(), self._offsets[1:].tolist())
         return {q: dict(zip(docs[s:e], scores[s:e])) for q, (s, e) in zip(self._query_ids.tolist(), bounds)}
 
     def to_frame(self) -> pd.DataFrame:
         """Columns ``query_id, doc_id, score, rank`` (rank from 1), rows in rank order."""
+        import pandas as pd
+
         order = self.ranking_order()
         seg = segment_ids(self._offsets)
         return pd.DataFrame(
             {
                 "query_id": pd.Series(self._query_ids[seg], dtype=object, copy=False),
-                "doc_id": pd.Series(self._doc_ids[order], dtype=object, copy=False),
+                "doc_id": pd.Series(self.doc_ids[order], dtype=object, copy=False),
                 "score": self._scores[order],
                 "rank": np.arange(len(order), dtype=np.int64) - self._offsets[seg] + 1,
             }
@@ -460,7 +573,8 @@ def rank_keys(scores: FloatArray) -> NDArray[np.float32]:
         return np.negative(scores.astype(np.float32))
 
 
-def _break_ties_by_doc(order: IntArray, tied: NDArray[np.bool_], seg: IntArray, doc_ids: ObjArray) -> IntArray:
+def _break_ties_by_doc(order: IntArray, tied: NDArray[np.bool_], seg: IntArray,
+                       doc_ids_at: Callable[[IntArray], ObjArray]) -> IntArray:
     """Reorder runs of equal scores (within one query) by doc id descending."""
     order = order.copy()
     in_tie = np.zeros(len(order), dtype=bool)
@@ -473,7 +587,7 @@ def _break_ties_by_doc(order: IntArray, tied: NDArray[np.bool_], seg: IntArray, 
     starts[1:] = ~tied[inner - 1] | (inner - 1 != positions[:-1])
     group = np.cumsum(starts)
     rows = order[positions]
-    _, doc_rank = np.unique(doc_ids[rows], return_inverse=True)
+    _, doc_rank = np.unique(doc_ids_at(rows), return_inverse=True)
     sub = np.lexsort((-doc_rank.astype(np.int64), group))
     order[positions] = rows[sub]
     return order
@@ -533,34 +647,42 @@ class Qrels(_Collection):
             cache["grade_maps"] = {q: dict(zip(d.keys(), grades[s:e].tolist()))
                                    for q, d, s, e in zip(query_ids.tolist(), inner,
                                                          offsets[:-1].tolist(), offsets[1:].tolist())}
-        elif (dup := _find_duplicate(query_ids, offsets, checked)) is not None:
+        elif (dup := _find_duplicate(offsets, _doc_codes(checked))) is not None:
             raise DataError(f"qrels: doc id {checked[dup[1]]!r} appears twice in one query after converting ids to str")
         return cls._make(query_ids, offsets, checked, grades, cache)
 
     @classmethod
     def from_arrays(
         cls,
-        query_ids: Sequence[str] | ObjArray | pd.Categorical,
-        doc_ids: Sequence[str] | ObjArray,
+        query_ids: Sequence[str] | ObjArray | pd.Categorical | Any,
+        doc_ids: Sequence[str] | ObjArray | Any,
         grades: Sequence[int] | IntArray,
         *,
         check_ids: bool = True,
     ) -> Qrels:
-        """Build from row-wise columns; a (query, doc) pair given twice raises :class:`DuplicateError`."""
-        q = _row_query_ids(query_ids, check_ids)
-        d = _object_array(doc_ids)
-        if check_ids:
-            d = _check_ids(d, "doc ids")
+        """Build from row-wise columns; a (query, doc) pair given twice raises :class:`DuplicateError`.
+
+        The id columns may be pyarrow string arrays, as for :meth:`Run.from_arrays`."""
+        uniques, offsets, perm = _group_rows(query_ids, check_ids)
+        codes: NDArray[np.integer] | None = None
+        if is_arrow(doc_ids):
+            codes, dictionary = arrow_codes(doc_ids, "doc ids")
+            d = arrow_strings(dictionary)[codes]
+        else:
+            d = _object_array(doc_ids)
+            if check_ids:
+                d = _check_ids(d, "doc ids")
         g = _int_grades(list(grades) if not isinstance(grades, np.ndarray) else grades,
                         lambda i: f"qrels row {i + 1}")
-        if not (len(q) == len(d) == len(g)):
-            raise DataError(f"qrels columns differ in length: {len(q)} query ids, {len(d)} doc ids, {len(g)} grades")
-        uniques, offsets, perm = _group_rows(q)
-        original = np.arange(len(q), dtype=np.int64)
+        n_query_rows = int(offsets[-1])
+        if not (n_query_rows == len(d) == len(g)):
+            raise DataError(f"qrels columns differ in length: {n_query_rows} query ids, {len(d)} doc ids, "
+                            f"{len(g)} grades")
         if perm is not None:
-            d, g, original = d[perm], g[perm], perm
-        if (dup := _find_duplicate(uniques, offsets, d)) is not None:
-            first, second = int(original[dup[0]]), int(original[dup[1]])
+            d, g = d[perm], g[perm]
+            codes = None if codes is None else codes[perm]
+        if (dup := _find_duplicate(offsets, codes if codes is not None else _doc_codes(d))) is not None:
+            first, second = (int(perm[r]) if perm is not None else r for r in dup)
             query = uniques[np.searchsorted(offsets, dup[1], "right") - 1]
             raise DuplicateError(
                 f"doc {d[dup[1]]!r} is judged twice for query {query!r} (rows {first + 1} and {second + 1})",
@@ -619,6 +741,8 @@ class Qrels(_Collection):
 
     def to_frame(self) -> pd.DataFrame:
         """Columns ``query_id, doc_id, relevance``."""
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "query_id": pd.Series(self.row_query_ids(), dtype=object, copy=False),

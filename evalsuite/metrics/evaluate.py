@@ -18,21 +18,24 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import chain, repeat
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
+from evalsuite._ids import match_dictionary
 from evalsuite._segments import searchsorted_within, segment_ids
 from evalsuite.errors import ConfigError
 from evalsuite.metrics.ranking import METRICS, Hits
-from evalsuite.metrics.spec import MetricSpec, family_info, parse_metric, parse_metrics
+from evalsuite.metrics.spec import DEFAULT_METRICS, MetricSpec, family_info, parse_metric, parse_metrics
 from evalsuite.types import Qrels, Run, rank_keys
+
+if TYPE_CHECKING:  # pandas is imported when a DataFrame is asked for
+    import pandas as pd
 
 __all__ = ["DEFAULT_METRICS", "EvalResult", "evaluate", "judged_hits", "results_table"]
 
-DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "recall@100", "map", "mrr@10", "P@10")
 
 EmptyQueries = Literal["exclude", "zero"]
 _NOT_JUDGED = np.iinfo(np.int64).min
@@ -43,13 +46,15 @@ class EvalResult:
     """Per-query and aggregate scores of one run.
 
     ``per_query`` has one row per query of the qrels (index ``query_id``) and one column
-    per metric (canonical names); a query excluded from a metric's mean holds NaN.
+    per metric (canonical names); a query excluded from a metric's mean holds NaN. It is
+    built from ``query_ids`` and ``values`` (one array per metric, aligned with
+    ``query_ids``) on first use, so that a caller that needs only the aggregates (the
+    ``evaluate`` command) never imports pandas.
     ``aggregate`` is the mean over the included queries, unrounded.
     """
 
     run_name: str
     metrics: tuple[str, ...]
-    per_query: pd.DataFrame
     aggregate: dict[str, float]
     n_queries: dict[str, int]
     relevance_level: int
@@ -57,6 +62,15 @@ class EvalResult:
     missing_queries: tuple[str, ...] = field(default=())
     ignored_queries: tuple[str, ...] = field(default=())
     excluded_queries: tuple[str, ...] = field(default=())
+    query_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object), repr=False, compare=False)
+    values: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def per_query(self) -> pd.DataFrame:
+        """One row per qrels query (index ``query_id``), one column per metric."""
+        import pandas as pd
+
+        return pd.DataFrame(self.values, index=pd.Index(self.query_ids, name="query_id", dtype=object))
 
     def __getitem__(self, metric: str | MetricSpec) -> float:
         """Aggregate value of ``metric`` (any accepted spelling)."""
@@ -67,12 +81,16 @@ class EvalResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One row (index: run name) with the aggregates and the number of queries."""
+        import pandas as pd
+
         row = {**self.aggregate, "queries": max(self.n_queries.values(), default=0)}
         return pd.DataFrame([row], index=pd.Index([self.run_name], name="run"))
 
 
 def results_table(results: Iterable[EvalResult]) -> pd.DataFrame:
     """Aggregates of several runs as one DataFrame: a row per run, a column per metric."""
+    import pandas as pd
+
     frames = [r.to_frame() for r in results]
     return pd.concat(frames) if frames else pd.DataFrame()
 
@@ -120,11 +138,11 @@ def evaluate(
     query_ids = qrels_obj.query_ids
     has_relevant = hits.num_relevant(relevance_level) > 0
     in_run = np.fromiter((q in run_obj for q in query_ids.tolist()), dtype=bool, count=len(query_ids))
-    per_query = pd.DataFrame(columns, index=pd.Index(query_ids, name="query_id", dtype=object))
     return EvalResult(
         run_name=run_obj.name,
         metrics=tuple(names),
-        per_query=per_query,
+        query_ids=query_ids,
+        values=columns,
         aggregate=aggregate,
         n_queries=n_queries,
         relevance_level=relevance_level,
@@ -165,6 +183,12 @@ def judged_hits(
         hit_key = rank_keys(scores[found])
         hit_doc = qrels.doc_ids[found]
         hit_run_query = run_of_qrels[hit_query]
+    elif (coded := run.doc_codes()) is not None:
+        rows, hit_query, qrels_rows = _join_coded(qrels, run, coded, judged_query)
+        hit_run_query = np.searchsorted(run.offsets, rows, side="right") - 1
+        hit_grade = qrels.grades[qrels_rows]
+        hit_key = run.rank_keys()[rows]
+        hit_doc = qrels.doc_ids[qrels_rows]
     else:
         grade_maps = qrels.grade_maps()
         qrels_index = qrels._index()
@@ -198,6 +222,43 @@ def judged_hits(
     )
 
 
+def _join_coded(
+    qrels: Qrels, run: Run, coded: tuple[np.ndarray, Any], judged_query: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The join for a run whose doc ids are codes into a pyarrow dictionary (Arrow reader).
+
+    Every dictionary entry is matched against the judged doc ids (one hash probe per
+    entry, :func:`~evalsuite._ids.match_dictionary`); one gather over the run's codes then
+    gives, per run row, the key of its doc among the judged docs (or -1). The rows with a
+    key -- few -- are matched to (query, doc) judgements by a binary search of
+    ``query * n_keys + key``. No Python string is built per run row.
+    Returns (run rows, qrels query of each, qrels row of each).
+    """
+    codes, dictionary = coded
+    entry_key, judged_key = match_dictionary(dictionary, qrels.doc_ids)
+    run_index = run._index()
+    run_of_qrels = np.array([run_index.get(q, -1) for q in qrels.query_ids.tolist()], dtype=np.int64)
+    qrels_of_run = np.full(len(run), -1, dtype=np.int64)
+    found = run_of_qrels >= 0
+    qrels_of_run[run_of_qrels[found]] = np.flatnonzero(found)
+    n_keys = int(judged_key.max()) + 1 if len(judged_key) else 1
+    judged_keys = judged_query * n_keys + judged_key
+    by_key = np.argsort(judged_keys, kind="stable")
+    sorted_keys = judged_keys[by_key]
+    row_key = entry_key[codes]
+    rows = np.flatnonzero(row_key >= 0)
+    row_query = qrels_of_run[np.searchsorted(run.offsets, rows, side="right") - 1]
+    keep = row_query >= 0
+    rows, row_query = rows[keep], row_query[keep]
+    if len(rows) == 0 or len(sorted_keys) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    keys = row_query * n_keys + row_key[rows]
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    match = sorted_keys[pos] == keys
+    return rows[match], row_query[match], by_key[pos[match]]
+
+
 def _ranks(run: Run, run_query: np.ndarray, key: np.ndarray, doc: np.ndarray) -> np.ndarray:
     """0-based rank of each (query, rank key, doc) hit in the run's trec_eval ranking."""
     if len(run_query) == 0:
@@ -218,7 +279,7 @@ def _ranks(run: Run, run_query: np.ndarray, key: np.ndarray, doc: np.ndarray) ->
             ascending = groups.get((q, k))
             if ascending is None:
                 s, e = int(run.offsets[q]), int(run.offsets[q + 1])
-                ascending = sorted(run.doc_ids[s + np.flatnonzero(keys[s:e] == k)].tolist())
+                ascending = sorted(run.doc_ids_at(s + np.flatnonzero(keys[s:e] == k)).tolist())
                 groups[(q, k)] = ascending
             rank[i] += len(ascending) - bisect_right(ascending, d)
     return rank

@@ -4,7 +4,9 @@ Runs are generated with heavy score ties (scores from a tiny set of values, and
 infinities), graded qrels with negative and zero grades, queries missing from the run,
 run queries absent from the qrels, docs outside the qrels, empty rankings, and depths
 below and above the cutoffs. Both join strategies (dict input, and Run objects from dicts or frames) are
-checked. trec_eval's ``-c`` (a judged query missing from the run scores 0) is emulated
+checked, and runs given as pyarrow columns (as the Arrow file reader gives them: doc ids
+as codes, encoded in several parts, joined without Python strings).
+trec_eval's ``-c`` (a judged query missing from the run scores 0) is emulated
 on the oracle side.
 
 Metrics trec_eval lacks are reduced to ones it has, on the oracle side only:
@@ -16,14 +18,18 @@ Metrics trec_eval lacks are reduced to ones it has, on the oracle side only:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import pytrec_eval
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import evalsuite._ids
 from evalsuite import Qrels, Run, evaluate
 
 CUTOFFS = (1, 2, 3, 5, 10, 20)
@@ -94,13 +100,36 @@ METRICS = [
 ]
 
 
+@contextmanager
+def encoded_in_parts(rows_per_part: int = 2, parts: int = 3) -> Iterator[None]:
+    """Make Run.from_arrays encode pyarrow doc ids in several parts even for tiny runs."""
+    saved = evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS
+    evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS = rows_per_part, parts
+    try:
+        yield
+    finally:
+        evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS = saved
+
+
+def arrow_run(run: dict) -> Run:
+    rows = [(q, d, s) for q, docs in run.items() for d, s in docs.items()]
+    with encoded_in_parts():
+        built = Run.from_arrays(pa.array([r[0] for r in rows], pa.string()).dictionary_encode(),
+                                pa.array([r[1] for r in rows], pa.string()), [r[2] for r in rows])
+    assert built.doc_codes() is not None
+    return built
+
+
 def check(qrels: dict, run: dict, level: int, empty: str, via: str) -> None:
     """``via``: 'dicts' passes plain dicts to evaluate (judgements looked up in the run dict);
-    'run' and 'frame' pass Run objects built from dicts / a DataFrame (run scanned against qrels)."""
+    'run' and 'frame' pass Run objects built from dicts / a DataFrame (run scanned against qrels);
+    'arrow' a Run built from pyarrow columns (doc codes joined with the qrels)."""
     if via == "dicts":
         run_arg: dict | Run = run
     elif via == "run":
         run_arg = Run.from_dict(run)
+    elif via == "arrow":
+        run_arg = arrow_run(run)
     else:
         run_arg = Run.from_frame(
             pd.DataFrame([(q, d, s) for q, docs in run.items() for d, s in docs.items()],
@@ -125,7 +154,7 @@ def check(qrels: dict, run: dict, level: int, empty: str, via: str) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(qrels=qrels_strategy, run=run_strategy, level=st.sampled_from([1, 1, 2]),
-       empty=st.sampled_from(["exclude", "zero"]), via=st.sampled_from(["dicts", "run", "frame"]))
+       empty=st.sampled_from(["exclude", "zero"]), via=st.sampled_from(["dicts", "run", "frame", "arrow"]))
 def test_every_metric_matches_trec_eval(qrels: dict, run: dict, level: int, empty: str, via: str) -> None:
     check(qrels, run, level, empty, via)
 
@@ -145,5 +174,5 @@ def test_zero_mode_mean_equals_trec_eval_complete_mean(qrels: dict, run: dict) -
 def test_both_join_strategies_agree_on_a_tie_heavy_run() -> None:
     qrels = {"q": {f"d{i}": i % 3 for i in range(50)}}
     run = {"q": {f"d{i}": float(i % 2) for i in range(0, 100, 3)}}
-    for via in ("dicts", "run", "frame"):
+    for via in ("dicts", "run", "frame", "arrow"):
         check(qrels, run, 1, "exclude", via)
