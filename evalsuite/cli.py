@@ -69,7 +69,7 @@ def _queries(n: int, kind: str) -> str:
 
 
 def _add_evaluate(sub: Any) -> None:
-    from evalsuite.metrics.evaluate import DEFAULT_METRICS
+    from evalsuite.metrics.spec import DEFAULT_METRICS
 
     p = sub.add_parser(
         "evaluate",

@@ -19,9 +19,12 @@ from typing import Literal
 
 from evalsuite.errors import ConfigError, UnknownNameError
 
-__all__ = ["CutoffRule", "MetricSpec", "ParamRule", "parse_metric", "parse_metrics"]
+__all__ = ["DEFAULT_METRICS", "CutoffRule", "MetricSpec", "ParamRule", "parse_metric", "parse_metrics"]
 
 CutoffRule = Literal["required", "optional", "forbidden"]
+
+# defined here, not in evaluate.py, so that the CLI can show it without importing numpy or pandas
+DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "recall@100", "map", "mrr@10", "P@10")
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class MetricSpec:
         return dict(self.params).get(name, default)
 
     def __str__(self) -> str:
-        info = _FAMILIES[self.family]
+        info = family_info(self.family)
         text = info.display
         if self.params:
             text += "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")"
@@ -94,11 +97,13 @@ def register_family(info: FamilyInfo) -> None:
 
 
 def family_info(family: str) -> FamilyInfo:
+    _load_builtin_families()
     return _FAMILIES[family]
 
 
 def known_names() -> list[str]:
     """Every accepted family spelling (for help texts and "did you mean")."""
+    _load_builtin_families()
     return sorted({a for f in _FAMILIES.values() for a in (f.display, *f.aliases)})
 
 
@@ -138,9 +143,14 @@ def parse_metric(name: str | MetricSpec) -> MetricSpec:
     return specs[0]
 
 
+def _load_builtin_families() -> None:
+    """Import the modules that register the built-in families (ranking and correlation)."""
+    import evalsuite.metrics.correlation
+    import evalsuite.metrics.ranking  # noqa: F401
+
+
 def _parse_all(raw: str) -> list[MetricSpec]:
-    if not _FAMILIES:
-        import evalsuite.metrics.ranking  # noqa: F401  (registers the families)
+    _load_builtin_families()
     match = _PATTERN.match(raw)
     if match is None:
         raise ConfigError(f"cannot parse metric name {raw!r}; expected e.g. 'ndcg@10', 'recall@100', 'map'")

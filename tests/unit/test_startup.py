@@ -1,0 +1,62 @@
+"""Start-up stays light: what `import evalsuite`, `--help`, `metrics` and `evaluate` import.
+
+Each check runs in a fresh interpreter (the test process has everything imported already)
+and lists the heavy top-level packages loaded. bench/cli_file.py times the same commands.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("numpy", "pandas", "scipy", "pyarrow", "torch", "mteb", "sentence_transformers", "transformers", "faiss",
+         "jinja2", "sklearn", "onnxruntime", "pydantic", "yaml", "ray")
+
+PROBE = """
+import json, sys
+argv = json.loads(sys.argv[1])
+if argv is None:
+    import evalsuite
+else:
+    from evalsuite.cli import main
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+heavy = json.loads(sys.argv[2])
+print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)
+"""
+
+
+def loaded(argv: list[str] | None) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(HEAVY)], capture_output=True,
+                          text=True, cwd=REPO, check=False, env=None)
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_import_evalsuite_loads_nothing_heavy() -> None:
+    assert loaded(None) == []
+
+
+def test_help_loads_nothing_heavy() -> None:
+    assert loaded(["--help"]) == []
+    assert loaded(["evaluate", "--help"]) == []
+
+
+def test_metrics_listing_needs_only_numpy() -> None:
+    assert loaded(["metrics"]) == ["numpy"]
+
+
+@pytest.mark.parametrize(("lines", "expected"), [(20, ["numpy"]), (4000, ["numpy", "pyarrow"])],
+                         ids=["small file (line parser)", "large file (Arrow)"])
+def test_evaluate_on_trec_files_does_not_load_pandas(tmp_path: Path, lines: int, expected: list[str]) -> None:
+    run = tmp_path / "r.trec"
+    run.write_text("".join(f"q{i % 7} Q0 d{i} {i + 1} {1.0 / (i + 1)!r} tag\n" for i in range(lines)))
+    qrels = tmp_path / "q.qrels"
+    qrels.write_text("".join(f"q{i % 7} 0 d{i * 3} {i % 3}\n" for i in range(lines)))
+    assert loaded(["evaluate", str(qrels), str(run), "--format", "json"]) == expected
