@@ -20,15 +20,14 @@ from evalsuite.errors import ConfigError, EvalsuiteError
 __all__ = ["main"]
 
 EXIT_OK = 0
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # the whole contract: evalsuite/exitcodes.py
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in evalsuite's one-line form (exit 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        print(f"evalsuite: error: {message}", file=sys.stderr)
+        print(f"evalsuite: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -90,7 +89,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--empty-queries", choices=("exclude", "zero"), default="exclude",
                    help="queries without relevant docs: exclude from the mean (default) or count them "
                    "(trec_eval -c mean)")
-    p.add_argument("--digits", type=int, default=4, help="decimals shown in the table (default 4)")
+    p.add_argument("--digits", type=_non_negative, default=4, help="decimals shown in the table (default 4)")
     p.set_defaults(handler=_cmd_evaluate)
 
 
@@ -242,7 +241,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bars")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
-    p.add_argument("--digits", type=int, default=4)
+    p.add_argument("--digits", type=_non_negative, default=4, help="decimals shown (default 4)")
     p.set_defaults(handler=_cmd_run)
 
 
@@ -263,9 +262,13 @@ def _print_results(results: Any, digits: int, out: TextIO) -> None:
 
 
 def _resolve_baseline(ref: str | None, store_path: Any, base_dir: Any = None) -> Any:
-    """A baseline from a results file/folder path or a results-store id."""
+    """A baseline from a results file/folder path or a results-store id.
+
+    A reference that looks like a path (``.json``, a ``/``) or names an existing file or
+    folder is read as one; anything else is a store id."""
     from pathlib import Path
 
+    from evalsuite.errors import DataError
     from evalsuite.results import load_results
     from evalsuite.store import ResultsStore
 
@@ -274,9 +277,56 @@ def _resolve_baseline(ref: str | None, store_path: Any, base_dir: Any = None) ->
     path = Path(ref)
     if not path.is_absolute() and base_dir is not None and not path.exists():
         path = Path(base_dir) / path
-    if path.exists():
+    if path.exists() or _looks_like_path(ref):
         return load_results(path)
-    return ResultsStore(store_path).get(ref)
+    store = ResultsStore(store_path)
+    if not store.path.exists():
+        raise DataError(f"{ref!r} is neither a results file or folder nor a run id: no such file, and the "
+                        "results store does not exist", path=store.path,
+                        hint="give a results.json, a results folder, or the id of a stored run")
+    return store.get(ref)
+
+
+def _load_baseline(*, explicit: str | None, configured: str | None, base_dir: Any, store: Any,
+                   hint: str) -> tuple[Any, str | None]:
+    """(baseline results or None, why there is none): the explicit baseline, else the configured one.
+
+    A configured baseline *file* that does not exist yet (before the first ratchet) gives no
+    baseline and a reason (regression rules then warn and say how to create it); an explicit
+    ``--baseline`` that cannot be found is an error. Called before any work is done, so a bad
+    baseline stops a run before it writes anything."""
+    from pathlib import Path
+
+    from evalsuite.config import expand_path
+
+    if explicit:
+        return _resolve_baseline(explicit, store), None
+    if configured and _looks_like_path(configured):
+        path = expand_path(configured, Path(base_dir) if base_dir is not None else Path.cwd())
+        if not path.exists():
+            return None, f"no baseline yet: {path} does not exist; set it with '{hint}'"
+        return _resolve_baseline(str(path), store), None
+    return _resolve_baseline(configured, store, base_dir), None
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0 or value > 17:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 17")
+    return value
 
 
 def _write_gate_outputs(report: Any, folder: Any) -> None:
@@ -305,6 +355,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evalsuite.config import load_suite
+    from evalsuite.gates import evaluate_gates
     from evalsuite.runner import RunOptions, run_suite, store_path
 
     suite = load_suite(args.suite)
@@ -314,37 +365,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not quiet:
             print(f"evalsuite: {line}", file=sys.stderr, flush=True)
 
-    options = RunOptions(
-        output=Path(args.output) if args.output else None, store=Path(args.store) if args.store else None,
-        progress=False if quiet else args.progress, only_tasks=args.task, only_systems=args.system,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None, no_cache=args.no_cache,
-        baseline=args.baseline, command=["evalsuite", *sys.argv[1:]], on_event=say,
-    )
+    # every option is checked, and the baseline read, before any work: a bad one leaves nothing behind
     baseline_file = suite.resolve(suite.baseline) if suite.baseline and _looks_like_path(suite.baseline) else None
     if args.update_baseline and baseline_file is None:
         raise ConfigError(f"{suite.source}: --update-baseline needs 'baseline:' in the suite to name a results file")
+    systems = [r.name for r in suite.retrievers if not args.system or r.name in args.system]
+    if args.baseline_system is not None and args.baseline_system not in systems:
+        from evalsuite.errors import UnknownNameError
+
+        raise UnknownNameError("--baseline-system", args.baseline_system, systems)
+    output = Path(args.output) if args.output else None
+    store = Path(args.store) if args.store else store_path(suite, output)
+    baseline, no_baseline_reason = (None, None)
+    if suite.gates:
+        baseline, no_baseline_reason = _load_baseline(
+            explicit=args.baseline, configured=suite.baseline, base_dir=Path(suite.source).parent, store=store,
+            hint=f"evalsuite run {args.suite} --update-baseline")
+    reports: list[Any] = []
+
+    def finish(results: Any, folder: Path) -> None:
+        """Gates and report, written into the run's folder before it gets its final name."""
+        if suite.gates:
+            report = evaluate_gates(results, suite.gates, baseline=baseline, seed=suite.seed,
+                                    no_baseline="warn" if no_baseline_reason else "fail",
+                                    no_baseline_reason=no_baseline_reason)
+            results.gates = report.to_dict()["gates"]
+            _write_gate_outputs(report, folder)
+            reports.append(report)
+        if not args.no_report:
+            say("writing the report")
+            _write_report(results, folder, args.baseline_system)
+
+    options = RunOptions(
+        output=output, store=store, progress=False if quiet else args.progress, only_tasks=args.task,
+        only_systems=args.system, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        no_cache=args.no_cache, baseline=args.baseline, command=["evalsuite", *sys.argv[1:]], on_event=say,
+        finish=finish,
+    )
     results = run_suite(suite, options)
     folder = Path(results.path).parent if results.path else None
     _print_results(results, args.digits, sys.stdout)
     code = EXIT_OK
-    if suite.gates:
-        store = options.store or store_path(suite, options.output)
-        report = _evaluate_gates(results, suite.gates, explicit=args.baseline, configured=suite.baseline,
-                                 base_dir=Path(suite.source).parent, store=store, seed=suite.seed,
-                                 hint=f"evalsuite run {args.suite} --update-baseline")
-        results.gates = report.to_dict()["gates"]
-        if folder is not None:
-            _write_gate_outputs(report, folder)
-            results.write(folder / "results.json")
-        from evalsuite.store import ResultsStore
-
-        ResultsStore(store).add(results)  # again, now with the gate decisions
-        _print_gates(report, sys.stdout)
-        code = report.exit_code
+    if reports:
+        _print_gates(reports[0], sys.stdout)
+        code = reports[0].exit_code
     if folder is not None and not args.no_report:
-        say("writing the report")
-        report_path = _write_report(results, folder, args.baseline_system)
-        print(f"\nreport: {report_path}", file=sys.stdout)
+        print(f"\nreport: {folder / 'report.html'}", file=sys.stdout)
     if args.update_baseline and baseline_file is not None:
         if code and not args.force:
             print("evalsuite: baseline not updated: a gate failed (use --force to ratchet anyway)", file=sys.stderr)
@@ -365,29 +431,6 @@ def _write_report(results: Any, folder: Any, baseline_system: str | None) -> Any
     with atomic_write(folder / "report.md") as fh:
         fh.write(render_markdown(report))
     return render_html(report, folder / "report.html")
-
-
-def _evaluate_gates(results: Any, gates: Any, *, explicit: str | None, configured: str | None, base_dir: Any,
-                    store: Any, seed: int, hint: str) -> Any:
-    """Gates against the explicit baseline, else the configured one.
-
-    A configured baseline *file* that does not exist yet (before the first ratchet) turns
-    regression rules into warnings that say how to create it; an explicit ``--baseline``
-    that cannot be found is an error."""
-    from pathlib import Path
-
-    from evalsuite.config import expand_path
-    from evalsuite.gates import evaluate_gates
-
-    if explicit:
-        return evaluate_gates(results, gates, baseline=_resolve_baseline(explicit, store), seed=seed)
-    if configured and _looks_like_path(configured):
-        path = expand_path(configured, Path(base_dir) if base_dir is not None else Path.cwd())
-        if not path.exists():
-            return evaluate_gates(results, gates, baseline=None, seed=seed, no_baseline="warn",
-                                  no_baseline_reason=f"no baseline yet: {path} does not exist; set it with '{hint}'")
-        return evaluate_gates(results, gates, baseline=_resolve_baseline(str(path), store), seed=seed)
-    return evaluate_gates(results, gates, baseline=_resolve_baseline(configured, store, base_dir), seed=seed)
 
 
 def _looks_like_path(ref: str) -> bool:
@@ -419,7 +462,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
     from evalsuite.config import load_suite
     from evalsuite.errors import ConfigError
-    from evalsuite.gates import GateSpec
+    from evalsuite.gates import GateSpec, evaluate_gates
     from evalsuite.io._text import atomic_write
 
     results = _resolve_baseline(args.results, Path(args.store))
@@ -428,16 +471,29 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         suite = load_suite(args.suite)
         gates, baseline_ref, seed, base_dir = suite.gates, suite.baseline, suite.seed, Path(suite.source).parent
     else:
+        from pydantic import ValidationError
+
+        from evalsuite.errors import DataError
+
         config = results.config or {}
-        gates = [GateSpec.model_validate(g) for g in config.get("gates", [])]
+        try:
+            gates = [GateSpec.model_validate(g) for g in config.get("gates", [])]
+        except (ValidationError, TypeError) as exc:
+            detail = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
+            field = ".".join(str(k) for k in detail["loc"])
+            raise DataError(f"the gates stored in the results are malformed: config.gates: {field}: {detail['msg']}",
+                            path=results.path, hint="pass --suite with a 'gates:' section") from None
         baseline_ref, seed = config.get("baseline"), int(config.get("seed", 0))
         if config.get("source"):
             base_dir = Path(config["source"]).parent
     if not gates:
         raise ConfigError("no gates to evaluate: the results carry none; pass --suite with a 'gates:' section")
-    report = _evaluate_gates(results, gates, explicit=args.baseline, configured=baseline_ref, base_dir=base_dir,
-                             store=Path(args.store), seed=seed,
-                             hint=f"evalsuite gate {args.results} --update-baseline FILE")
+    baseline, no_baseline_reason = _load_baseline(
+        explicit=args.baseline, configured=baseline_ref, base_dir=base_dir, store=Path(args.store),
+        hint=f"evalsuite gate {args.results} --update-baseline FILE")
+    report = evaluate_gates(results, gates, baseline=baseline, seed=seed,
+                            no_baseline="warn" if no_baseline_reason else "fail",
+                            no_baseline_reason=no_baseline_reason)
     _print_gates(report, sys.stdout)
     for target, text in ((args.junit, report.junit_xml()), (args.markdown, report.markdown()),
                          (args.json, report.to_json() + "\n")):
@@ -464,7 +520,7 @@ def _add_history(sub: Any) -> None:
     p.add_argument("--store", default="reports/history.sqlite", help="results store (default: %(default)s)")
     p.add_argument("--suite", help="only runs of this suite")
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--digits", type=int, default=4)
+    p.add_argument("--digits", type=_non_negative, default=4, help="decimals shown (default 4)")
     p.set_defaults(handler=_cmd_history)
 
 
@@ -521,8 +577,8 @@ def _add_leakage(sub: Any) -> None:
     p.add_argument("task", help="golden set (folder or file) or BEIR folder")
     p.add_argument("--split", default="test")
     p.add_argument("--train", help="training pairs: JSONL/CSV with query, positive[, negative]")
-    p.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
-    p.add_argument("--max-rate", type=float, help="fail (exit 1) when the leakage rate exceeds this")
+    p.add_argument("--threshold", type=_fraction, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
+    p.add_argument("--max-rate", type=_fraction, help="fail (exit 1) when the leakage rate exceeds this (0 to 1)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--examples", type=int, default=3, help="examples shown per finding (text format)")
     p.set_defaults(handler=_cmd_leakage)
@@ -541,8 +597,9 @@ def _cmd_leakage(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         s = report.summary()
-        print(f"{s['task']}: {s['queries']} queries, {s['docs']} docs, {s['training_pairs']} training pairs; "
-              f"leakage rate {report.leakage_rate:.1%} ({s['leaked_queries']} queries affected)")
+        print(f"{s['task']}: {s['queries']} queries ({s['evaluated_queries']} with relevant judgements in split "
+              f"{args.split!r}, the rate's denominator), {s['docs']} docs, {s['training_pairs']} training pairs; "
+              f"leakage rate {report.leakage_rate:.1%} ({s['leaked_queries']} evaluated queries affected)")
         for f in report.findings:
             mark = {"leak": "LEAK", "warning": "WARN", "info": "info"}[f.severity] if f.count else "ok"
             print(f"  {mark:4}  {f.count:6}  {f.title}")
@@ -572,9 +629,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         problems = getattr(exc, "problems", None)
         if not problems:
             raise
-        print(f"evalsuite: {len(problems)} problem(s) in {args.path}:", file=sys.stderr)
-        for path, line, message in problems:
-            print(f"{path}{':' + str(line) if line else ''}: {message}", file=sys.stderr)
+        for path, line, message in problems:  # every problem on stdout, one summary line on stderr
+            print(f"{path}{':' + str(line) if line else ''}: {message}")
+        from evalsuite.exitcodes import one_line
+
+        path, line, message = problems[0]
+        print(one_line(f"evalsuite: error: {path}{':' + str(line) if line else ''}: {message} [{len(problems)} "
+                       f"problem(s) in {args.path}, all listed on stdout]"), file=sys.stderr)
         return EXIT_USAGE
     print(f"{args.path}: OK: {len(data.queries)} queries, {len(data.corpus)} documents, "
           f"{data.qrels.n_rows} judgements")
@@ -598,8 +659,11 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="evalsuite", description="Retrieval evaluation and benchmarking.")
+    parser = _Parser(prog="evalsuite", description="Retrieval evaluation and benchmarking.",
+                     epilog="Exit codes: 0 success (gates passed; warnings allowed), 1 a gate failed, 2 bad input or "
+                     "usage, 3 internal error (a bug: the traceback is written to a file), 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"evalsuite {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an internal error, print the full traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in _COMMANDS:
         add(sub)
@@ -607,26 +671,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the exit code follows the contract in :mod:`evalsuite.exitcodes`."""
+    from evalsuite import exitcodes
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    try:
-        return int(args.handler(args))
-    except EvalsuiteError as exc:
-        print(f"evalsuite: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except OSError as exc:  # permissions, disk full, ...: the user's environment, not a bug
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"evalsuite: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("evalsuite: interrupted", file=sys.stderr)
-        return 130
+    with exitcodes.sigterm_as_interrupt():
+        try:
+            return int(args.handler(args))
+        except EvalsuiteError as exc:
+            print(f"evalsuite: error: {exitcodes.one_line(str(exc))}", file=sys.stderr)
+            return exc.exit_code
+        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        except OSError as exc:  # permissions, disk full, ...: the user's environment, not a bug
+            print(f"evalsuite: error: {exitcodes.one_line(exitcodes.describe_os_error(exc))}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("evalsuite: interrupted", file=sys.stderr)
+            return exitcodes.EXIT_INTERRUPTED
+        except Exception as exc:  # anything else is a bug in evalsuite: say so, keep the traceback
+            print(exitcodes.internal_error(exc, debug=args.debug), file=sys.stderr)
+            return exitcodes.EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

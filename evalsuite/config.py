@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evalsuite.errors import ConfigError, EvalsuiteError
 from evalsuite.gates import GateSpec
+from evalsuite.safepaths import check_name, name_problem, names_collide
 
 __all__ = ["RetrieverSpec", "SuiteConfig", "TaskSpec", "load_suite"]
 
@@ -56,6 +57,11 @@ class TaskSpec(_Strict):
     mteb_task: str | None = Field(default=None, description="mteb task name, for type: mteb")
     description: str = ""
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        return check_name("task", value)
+
 
 class RetrieverSpec(_Strict):
     """One system of a suite: a registered retriever type with parameters."""
@@ -64,17 +70,22 @@ class RetrieverSpec(_Strict):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        return check_name("retriever", value)
+
 
 class SuiteConfig(_Strict):
     """A whole suite, validated."""
 
     name: str
     description: str = ""
-    k: int = Field(default=100, ge=1)
-    seed: int = 0
-    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map"])
+    k: int = Field(default=100, ge=1, strict=True)
+    seed: int = Field(default=0, ge=0, lt=2**32, strict=True)
+    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map"], min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
-    retrievers: list[RetrieverSpec] = Field(default_factory=list)
+    retrievers: list[RetrieverSpec] = Field(min_length=1)
     output: str = "../reports"
     store: str | None = Field(default=None, description="results store (SQLite); default: <output>/history.sqlite")
     cache_dir: str | None = None
@@ -82,12 +93,20 @@ class SuiteConfig(_Strict):
     gates: list[GateSpec] = Field(default_factory=list)
     source: str = Field(default="", exclude=True)
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        return check_name("suite", value)
+
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, value: list[str]) -> list[str]:
         from evalsuite.metrics.spec import parse_metrics
 
-        return [str(s) for s in parse_metrics(value)]
+        try:
+            return [str(s) for s in parse_metrics(value)]
+        except EvalsuiteError as exc:  # an unknown name is a KeyError: pydantic only wraps ValueError
+            raise ValueError(str(exc)) from None
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the spec, relative to the YAML file, with ``${VAR:-default}`` expanded."""
@@ -129,19 +148,78 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+#: a YAML document may expand (through aliases) to at most this many nodes beyond 10x its own size
+_MAX_EXPANDED_NODES = 10_000
+
+
+def _yaml_problem(root: yaml.Node) -> tuple[yaml.Node, str] | None:
+    """A duplicate mapping key, or alias expansion beyond reason ("billion laughs"), in a composed document.
+
+    PyYAML shares aliased objects, but validation and error messages walk the expanded
+    value, so a few lines of aliases can take minutes and gigabytes."""
+    sizes: dict[int, int] = {}
+    own: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # post-order, iterative (deep nesting must not hit the recursion limit)
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if not done:
+            own.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                first: dict[str, int] = {}
+                for key, _ in node.value:
+                    if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                        if key.value in first:
+                            return key, (f"duplicate key {key.value[:60]!r} (first on line {first[key.value]}); "
+                                         "YAML would keep only the last one")
+                        first[key.value] = key.start_mark.line + 1
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        sizes[id(node)] = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if sizes[id(node)] > _MAX_EXPANDED_NODES + 10 * len(own):
+            return node, (f"aliases expand to more than {_MAX_EXPANDED_NODES:,} values "
+                          "(refused: an alias bomb?); write the values out")
+    return None
+
+
+def _read_yaml(p: Path) -> tuple[yaml.Node | None, Any]:
+    """The composed node tree and the value of a suite file; every problem is a ConfigError naming file:line."""
+    from evalsuite.io._text import read_text
+
+    text = read_text(p, "suite file") if p.stat().st_size else ""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        problem = _yaml_problem(root)
+        if problem is not None:
+            node, message = problem
+            raise ConfigError(f"{p}:{node.start_mark.line + 1}: {message}")
+        return root, loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read and validate a suite YAML file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: suite file not found")
-    text = p.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    root, data = _read_yaml(p)
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a suite is a YAML mapping with name, tasks, retrievers and metrics")
     data.setdefault("name", p.stem)
@@ -179,6 +257,14 @@ def _check_names(suite: SuiteConfig, path: Path, root: yaml.Node | None) -> None
             if name in seen:
                 fail((f"{kind}s", i, "name"), f"{kind} name {name!r} is used twice (also #{seen[name] + 1})")
             seen[name] = i
+        clash = names_collide(item_names)
+        if clash is not None:
+            fail((f"{kind}s", item_names.index(clash[1]), "name"),
+                 f"{kind} names {clash[0]!r} and {clash[1]!r} differ only in case (they would share files)")
+    for i, gate in enumerate(suite.gates):
+        problem = name_problem("gate", gate.name)
+        if problem is not None:
+            fail(("gates", i, "name"), problem)
     names = {r.name for r in suite.retrievers}
     for i, spec in enumerate(suite.retrievers):
         try:

@@ -142,31 +142,113 @@ class SuiteResults:
         return Path(path)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, path: str | None = None) -> SuiteResults:
+    def from_dict(cls, data: Any, *, path: str | None = None, source: str | None = None) -> SuiteResults:
+        """Results from their JSON form, after checking its shape (a wrong one raises DataError naming the field).
+
+        ``source`` names where ``data`` came from in messages (default: ``path``)."""
+        where = source or path
+        if not isinstance(data, dict):
+            raise DataError(f"not an evalsuite results file (a JSON {type(data).__name__}, expected an object)",
+                            path=where)
         if data.get("schema") != SCHEMA:
-            raise DataError(f"not an evalsuite results file (schema {data.get('schema')!r}, expected {SCHEMA!r})",
-                            path=path)
+            raise DataError(f"not an evalsuite results file (schema {_short(data.get('schema'))}, "
+                            f"expected {SCHEMA!r})", path=where)
+        checked = _check_shape(data, where)
         cells = [CellResult(**{k: v for k, v in c.items() if k in CellResult.__dataclass_fields__})
-                 for c in data.get("results", [])]
+                 for c in checked["results"]]
         for c in cells:
             c.aggregate = {k: (math.nan if v is None else v) for k, v in c.aggregate.items()}
         return cls(
-            suite=data["suite"], run_id=data["run_id"], created=data["created"], metrics=data["metrics"],
-            environment=data.get("environment", {}), tasks=data.get("tasks", []), systems=data.get("systems", []),
-            cells=cells, config=data.get("config", {}), skipped=data.get("skipped", []), gates=data.get("gates", []),
-            timing=data.get("timing", {}), path=path,
+            suite=checked["suite"], run_id=checked["run_id"], created=checked["created"],
+            metrics=checked["metrics"], environment=checked["environment"], tasks=checked["tasks"],
+            systems=checked["systems"], cells=cells, config=checked["config"], skipped=checked["skipped"],
+            gates=checked["gates"], timing=checked["timing"], path=path,
         )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_shape(data: dict[str, Any], where: str | None) -> dict[str, Any]:
+    """``data`` validated against :class:`_ResultsFile` (types of every field the code reads)."""
+    from pydantic import ValidationError
+
+    from evalsuite.safepaths import name_problem
+
+    try:
+        checked = _ResultsFile.model_validate(data).model_dump()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in error["loc"]).lstrip(".")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise DataError(f"results file has the wrong shape: {loc or 'top level'}: {error['msg']}{more}",
+                        path=where, hint="give a results.json written by 'evalsuite run'") from None
+    for kind, value in (("suite", checked["suite"]), ("run id", checked["run_id"])):
+        problem = name_problem(kind, value)
+        if problem is not None:
+            raise DataError(f"results file: {problem}", path=where)
+    return checked
+
+
+def _results_models() -> Any:
+    from pydantic import BaseModel, ConfigDict, Field
+
+    number = float | None
+
+    class _Model(BaseModel):
+        model_config = ConfigDict(strict=True, extra="allow")
+
+    class _Cell(_Model):
+        task: str
+        system: str
+        kind: str
+        aggregate: dict[str, number]
+        per_query: dict[str, dict[str, number]] = Field(default_factory=dict)
+        n_queries: dict[str, int] = Field(default_factory=dict)
+        missing_queries: list[str] = Field(default_factory=list)
+        excluded_queries: list[str] = Field(default_factory=list)
+        identical_ids_dropped: int = 0
+        run_file: str | None = None
+        timing: dict[str, float] = Field(default_factory=dict)
+        stats: dict[str, Any] = Field(default_factory=dict)
+        notes: list[str] = Field(default_factory=list)
+
+    class _File(_Model):
+        suite: str
+        run_id: str
+        created: str
+        metrics: list[str]
+        environment: dict[str, Any] = Field(default_factory=dict)
+        config: dict[str, Any] = Field(default_factory=dict)
+        tasks: list[dict[str, Any]] = Field(default_factory=list)
+        systems: list[dict[str, Any]] = Field(default_factory=list)
+        skipped: list[dict[str, Any]] = Field(default_factory=list)
+        timing: dict[str, float] = Field(default_factory=dict)
+        gates: list[dict[str, Any]] = Field(default_factory=list)
+        results: list[_Cell] = Field(default_factory=list)
+
+    return _File
+
+
+_ResultsFile = _results_models()
 
 
 def load_results(path: str | Path) -> SuiteResults:
     """Read a ``results.json`` (or a results folder containing one)."""
+    from evalsuite.io._text import read_text
+
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
     if not p.is_file():
         raise DataError("results file not found", path=p, hint="give a results.json or the folder of a suite run")
+    text = read_text(p, "results file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON in results file: {exc.msg}", path=p, line=exc.lineno) from None
+    except RecursionError:
+        raise DataError("results file is nested too deeply to be an evalsuite results file", path=p) from None
     return SuiteResults.from_dict(data, path=str(p))

@@ -20,9 +20,7 @@ leaves nothing half-written. Each run is also added to the SQLite results store.
 from __future__ import annotations
 
 import math
-import os
 import random
-import shutil
 import sys
 import time
 import uuid
@@ -64,6 +62,9 @@ class RunOptions:
     baseline: str | None = None
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     on_event: Progress | None = None  # a line of progress per stage (the CLI prints it)
+    #: called with the results and the (still temporary) folder before it gets its final name:
+    #: gates and report are written there, so a failure in them leaves no results folder
+    finish: Callable[[SuiteResults, Path], None] | None = None
 
 
 def build_task(spec: TaskSpec, suite: SuiteConfig) -> Task:
@@ -195,6 +196,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
     options = options or RunOptions()
     say = options.on_event or (lambda _: None)
     started = time.perf_counter()
+    started_wall = time.time()
     random.seed(suite.seed)
     np.random.seed(suite.seed)  # noqa: NPY002  (libraries that draw from numpy's global generator)
 
@@ -228,9 +230,14 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     root = options.output or suite.resolve(suite.output)
     assert root is not None
-    final = root / suite.name / run_id
-    partial = root / suite.name / f".{run_id}.partial"
-    partial.mkdir(parents=True, exist_ok=False)
+    from evalsuite._runfolder import RunFolder
+    from evalsuite.store import ResultsStore
+
+    store = ResultsStore(options.store or store_path(suite, options.output))
+    store.check()  # a damaged or locked store fails the run now, not after the work
+    folder = RunFolder(root / suite.name, run_id)
+    final = folder.final
+    partial = folder.create(started_wall)
     try:
         cells: list[CellResult] = []
         task_infos: list[dict[str, Any]] = []
@@ -250,7 +257,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             indexed: set[int] = set()
             shown_docs: set[str] = set()
             if not isinstance(data, STSData):
-                info["leakage"] = _leakage_summary(data, meta.content_hash, _cache_root(suite, options))
+                info["leakage"] = _leakage_summary(data, meta.content_hash, _cache_root(suite, options), say)
             for system in systems:
                 retriever = retrievers[system]
                 if spec.type == "mteb":  # scored by mteb's own evaluator
@@ -263,7 +270,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                     mteb_run = getattr(task, "last_run", None)
                     if cell.kind == "retrieval" and mteb_run is not None:
                         run_file = Path("runs") / f"{_safe(spec.name)}__{_safe(system)}.trec"
-                        write_run(mteb_run, partial / run_file)
+                        write_run(mteb_run, folder.path(run_file))
                         cell.run_file = str(run_file)
                         shown_docs.update(mteb_run.top_k(DETAIL_DEPTH).doc_ids.tolist())
                     cells.append(cell)
@@ -299,13 +306,13 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                 cell.excluded_queries = list(result.excluded_queries)
                 cell.stats = dict(retriever.stats)
                 run_file = Path("runs") / f"{_safe(spec.name)}__{_safe(system)}.trec"
-                write_run(run, partial / run_file)
+                write_run(run, folder.path(run_file))
                 shown_docs.update(run.top_k(DETAIL_DEPTH).doc_ids.tolist())
                 cell.run_file = str(run_file)
                 cells.append(cell)
                 say(f"{spec.name} / {system}: " + ", ".join(f"{m}={v:.4f}" for m, v in cell.aggregate.items()))
             if not isinstance(data, STSData):
-                _write_details(data, shown_docs, partial / "details" / f"{_safe(spec.name)}.json")
+                _write_details(data, shown_docs, folder.path(f"details/{_safe(spec.name)}.json"))
                 info["details_file"] = f"details/{_safe(spec.name)}.json"
 
         results = SuiteResults(
@@ -316,16 +323,15 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             timing={"total": time.perf_counter() - started},
         )
         _write_per_query(results, partial / "per_query.csv")
+        if options.finish is not None:
+            results.path = str(partial / "results.json")
+            options.finish(results, partial)
         results.path = str(final / "results.json")
         results.write(partial / "results.json")
-        partial.rename(final)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        folder.abort()
         raise
-    _point_latest(root / suite.name, run_id)
-    from evalsuite.store import ResultsStore
-
-    ResultsStore(options.store or store_path(suite, options.output)).add(results)
+    folder.commit(lambda: store.add(results))
     return results
 
 
@@ -368,7 +374,8 @@ def _cache_root(suite: SuiteConfig, options: RunOptions) -> Path | None:
     return options.cache_dir or suite.resolve(suite.cache_dir) or default_cache_dir()
 
 
-def _leakage_summary(data: TaskData, content_hash: str | None, cache: Path | None) -> dict[str, Any]:
+def _leakage_summary(data: TaskData, content_hash: str | None, cache: Path | None,
+                     say: Progress | None = None) -> dict[str, Any]:
     """Leakage checks that need no training pairs (self-retrieval, duplicates, dangling qrels).
 
     They depend on the data only, so they are cached by its content hash."""
@@ -390,9 +397,14 @@ def _leakage_summary(data: TaskData, content_hash: str | None, cache: Path | Non
         finding["examples"] = finding.get("examples", [])[:5]
     summary["content_hash"] = content_hash
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cached) as fh:
-            json.dump(summary, fh)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(cached) as fh:
+                json.dump(summary, fh)
+        except OSError as exc:  # e.g. a CI cache restored read-only: computed, just not kept
+            if say is not None:
+                say(f"note: leakage summary not cached ({exc.strerror or exc}: {cached.parent}); computed again next "
+                    "time")
     return summary
 
 
@@ -438,14 +450,3 @@ def _write_per_query(results: SuiteResults, path: Path) -> None:
             for q in queries:
                 row = [cell.per_query.get(m, {}).get(q) for m in results.metrics]
                 writer.writerow([cell.task, cell.system, q, *("" if v is None else repr(v) for v in row)])
-
-
-def _point_latest(folder: Path, run_id: str) -> None:
-    """``<suite folder>/latest`` names the newest run (a symlink where possible, else a text file)."""
-    link = folder / "latest"
-    try:
-        if link.is_symlink() or link.is_file():
-            link.unlink()
-        os.symlink(run_id, link, target_is_directory=True)
-    except OSError:
-        link.write_text(run_id + "\n")

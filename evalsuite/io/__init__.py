@@ -7,7 +7,6 @@ first line; pass ``format=`` to force one. Every reader raises
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Literal
 
@@ -53,12 +52,12 @@ def _suffix(path: Path) -> str:
 
 
 def _first_line(path: Path) -> str:
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rb") as fh:
-        for raw in fh:
-            line = raw.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
-            if line.strip():
-                return line
+    from evalsuite.io._text import read_bytes
+
+    for raw in read_bytes(path).split(b"\n"):  # a corrupt gzip stream is a DataError here
+        line = raw.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
+        if line.strip():
+            return line
     return ""
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import DataError
 
-__all__ = ["Problems", "atomic_write", "check_file", "read_text"]
+__all__ = ["Problems", "atomic_write", "check_file", "csv_rows", "json_loads", "read_text"]
+
+# Long documents in CSV corpora are normal; csv's default limit (131,072 characters per field) is not a
+# property of the data. Raised once, for the whole process.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8"),
@@ -39,8 +49,8 @@ def read_bytes(path: Path) -> bytes:
     if head == b"\x1f\x8b":
         try:
             return gzip.decompress(path.read_bytes())
-        except (OSError, EOFError) as exc:
-            raise DataError(f"corrupt gzip file ({exc})", path=path) from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"corrupt gzip file ({exc})", path=path, hint="re-create or re-download it") from None
     return path.read_bytes()
 
 
@@ -73,6 +83,70 @@ def read_text(path: Path, what: str) -> str:
         raise DataError(f"{what} contains NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order mark?)",
                         path=path, line=line, hint="re-save the file as UTF-8")
     return text
+
+
+def surrogate_problem(value: object) -> str | None:
+    """Why ``value`` (a parsed JSON value) is not valid Unicode text, or None.
+
+    JSON may escape half of a UTF-16 surrogate pair (``"\\ud800"``); Python decodes it to a
+    lone surrogate, which no UTF-8 writer accepts later (results, TREC files, the terminal)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                return (f"text contains a lone surrogate {found.group()!r} (half of a UTF-16 pair, not valid "
+                        "Unicode)")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def json_loads(text: str) -> Any:
+    """``json.loads`` that also refuses lone surrogates and nesting too deep to parse.
+
+    Raises ``json.JSONDecodeError`` (with ``msg``/``lineno``) for invalid JSON and a plain
+    ``ValueError`` (its message says why) for the other two."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if "\\u" in text or "\\U" in text:
+        problem = surrogate_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
+
+
+def csv_rows(text: str, path: Path, *, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of CSV or TSV ``text``.
+
+    Tab-separated text is read without quoting: a ``"`` is an ordinary character (as in the
+    BEIR, SentEval and MS MARCO files); quoting would swallow tabs and line breaks. Comma-
+    separated text uses standard CSV quoting. A malformed line raises a DataError naming it."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from None
+
+
+def csv_records(rows: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {header: value}) from :func:`csv_rows`, the first non-blank row being the header."""
+    header: list[str] | None = None
+    for lineno, row in rows:
+        if not row or all(not c.strip() for c in row):
+            continue
+        if header is None:
+            header = [c.strip() for c in row]
+            continue
+        yield lineno, dict(zip(header, row))
 
 
 class Problems:

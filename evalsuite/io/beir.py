@@ -16,10 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalsuite.errors import DataError
-from evalsuite.io._table import Column, Engine, TableFormat, read_table
+from evalsuite.io._table import Column, Engine, TableFormat
 from evalsuite.io._text import Problems, check_file
 from evalsuite.io.jsonio import iter_jsonl
-from evalsuite.io.trec import duplicate_error
+from evalsuite.io.trec import duplicate_error, read_table_checked
 from evalsuite.types import Corpus, DuplicateError, Qrels, Queries, TaskData
 
 __all__ = ["BEIR_QRELS_FORMAT", "available_splits", "read_beir", "read_beir_qrels", "read_corpus", "read_queries"]
@@ -44,12 +44,27 @@ def _text_field(record: dict, key: str, lineno: int, problems: Problems, *, requ
     return value
 
 
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a query/doc id, or None: ids are written to TREC files, whose fields are
+    separated by whitespace, so an id holds no whitespace and no control character."""
+    if not value:
+        return "empty id"
+    if not value.isprintable() or any(c.isspace() for c in value):
+        return (f"id {value[:60]!r} contains whitespace or a control character (ids are written to TREC files, "
+                "which separate fields by whitespace)")
+    return None
+
+
 def _record_id(record: dict, lineno: int, problems: Problems) -> str | None:
     value = record.get("_id", record.get("id"))
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str) or not value:
         problems.add(lineno, "missing or empty '_id'")
+        return None
+    problem = id_problem(value)
+    if problem is not None:
+        problems.add(lineno, problem)
         return None
     return value
 
@@ -96,6 +111,9 @@ def read_queries(path: str | Path) -> Queries:
             continue
         if query_id is None or text is None:
             continue
+        if not text.strip():
+            problems.add(lineno, f"query {query_id!r} has an empty text")
+            continue
         if query_id in first_line:
             problems.add(lineno, f"query id {query_id!r} already used on line {first_line[query_id]}")
             continue
@@ -110,7 +128,15 @@ def read_queries(path: str | Path) -> Queries:
 def read_beir_qrels(path: str | Path, *, engine: Engine = "auto") -> Qrels:
     """Read a BEIR qrels TSV (``query-id corpus-id score``; the header line is optional)."""
     p = check_file(path, "BEIR qrels")
-    data = read_table(p, BEIR_QRELS_FORMAT, engine)
+    data = read_table_checked(p, BEIR_QRELS_FORMAT, engine)
+    for column in ("query-id", "corpus-id"):
+        values = data.columns[column]
+        ids = values.categories if hasattr(values, "categories") else values
+        bad = next((v for v in ids if id_problem(str(v)) is not None), None)
+        if bad is not None:
+            row = int(next(i for i, v in enumerate(values) if v == bad))
+            raise DataError(f"{column} {id_problem(str(bad))}", path=p, line=int(data.lines[row]),
+                            hint="each line must be: query-id<TAB>corpus-id<TAB>score")
     try:
         return Qrels.from_arrays(
             data.columns["query-id"], data.columns["corpus-id"], data.columns["score"], check_ids=False

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import DataError
-from evalsuite.io._text import Problems, atomic_write, check_file, read_text
+from evalsuite.io._text import Problems, atomic_write, check_file, json_loads, read_text
 from evalsuite.types import DuplicateError, Qrels, Run
 
 __all__ = [
@@ -28,12 +28,36 @@ __all__ = [
 ]
 
 
+#: grades are stored as 64-bit integers
+_INT_MAX = 2**63 - 1
+
+
 def _load_json(path: Path, what: str) -> Any:
     text = read_text(path, what)
     try:
-        return json.loads(text)
+        return json_loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON in {what}: {exc.msg} (column {exc.colno})", path=path, line=exc.lineno) from None
+    except ValueError as exc:
+        raise DataError(f"{what}: {exc}", path=path) from None
+
+
+def _check_nested(data: Any, path: Path, what: str, integer: bool) -> None:
+    """``{"query_id": {"doc_id": value}}`` with numeric values (integers in the int64 range for qrels)."""
+    if not isinstance(data, dict):
+        raise DataError(f"a {what} is a JSON object {{query_id: {{doc_id: value}}}}, got a {type(data).__name__}",
+                        path=path)
+    for q, docs in data.items():
+        if not isinstance(docs, dict):
+            raise DataError(f"query {q[:60]!r}: expected an object {{doc_id: value}}, got a {type(docs).__name__}",
+                            path=path)
+        for d, v in docs.items():
+            ok = not isinstance(v, bool) and isinstance(v, (int, float))
+            if ok and integer:
+                ok = (isinstance(v, int) or v.is_integer()) and abs(v) <= _INT_MAX
+            if not ok:
+                kind = "an integer (between -2^63 and 2^63)" if integer else "a number"
+                raise DataError(f"query {q[:60]!r}, doc {d[:60]!r}: value {str(v)[:60]!r} is not {kind}", path=path)
 
 
 def iter_jsonl(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -43,9 +67,11 @@ def iter_jsonl(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json_loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"invalid JSON in {what}: {exc.msg} (column {exc.colno})", path=path, line=lineno) from None
+        except ValueError as exc:
+            raise DataError(f"{what}: {exc}", path=path, line=lineno) from None
         if not isinstance(value, dict):
             raise DataError(f"each line of a {what} must be a JSON object, got {type(value).__name__}",
                             path=path, line=lineno)
@@ -75,8 +101,10 @@ def _read_jsonl_rows(path: Path, what: str, value_names: Sequence[str], kind: ty
         if not isinstance(q, (str, int)) or not isinstance(d, (str, int)):
             problems.add(lineno, "query_id and doc_id must be strings")
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and float(v) != int(v)):
-            problems.add(lineno, f"{value_names[0]} {v!r} is not {'an integer' if kind is int else 'a number'}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and (
+                (isinstance(v, float) and not v.is_integer()) or abs(v) > _INT_MAX)):
+            problems.add(lineno, f"{value_names[0]} {repr(v)[:60]} is not "
+                                 f"{'an integer (between -2^63 and 2^63)' if kind is int else 'a number'}")
             continue
         qids.append(str(q))
         dids.append(str(d))
@@ -98,6 +126,7 @@ def read_json_run(path: str | Path, *, name: str | None = None) -> Run:
     """Read ``{"query_id": {"doc_id": score}}`` JSON."""
     p = check_file(path, "JSON run")
     data = _load_json(p, "JSON run")
+    _check_nested(data, p, "JSON run", integer=False)
     try:
         return Run.from_dict(data, name=name or p.name.split(".")[0])
     except DataError as exc:
@@ -118,6 +147,7 @@ def read_json_qrels(path: str | Path) -> Qrels:
     """Read ``{"query_id": {"doc_id": grade}}`` JSON."""
     p = check_file(path, "JSON qrels")
     data = _load_json(p, "JSON qrels")
+    _check_nested(data, p, "JSON qrels", integer=True)
     try:
         return Qrels.from_dict(data)
     except DataError as exc:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from evalsuite.errors import DataError
-from evalsuite.io._table import Column, Engine, TableData, TableFormat, read_table
-from evalsuite.io._text import atomic_write, check_file
+from evalsuite.io._table import Column, Engine, TableData, TableFormat, read_table, split_whitespace
+from evalsuite.io._text import atomic_write, check_file, read_text
 from evalsuite.types import DuplicateError, Qrels, Run
 
 __all__ = ["QRELS_FORMAT", "RUN_FORMAT", "read_trec_qrels", "read_trec_run", "write_trec_qrels", "write_trec_run"]
@@ -32,6 +32,37 @@ QRELS_FORMAT = TableFormat(
 )
 
 
+_INT_MAX = 2**63 - 1
+
+
+def read_table_checked(path: Path, fmt: TableFormat, engine: Engine) -> TableData:
+    """:func:`read_table`, with an integer beyond the 64-bit range reported at its line (not an OverflowError)."""
+    try:
+        return read_table(path, fmt, engine)
+    except OverflowError:
+        raise _overflow_error(path, fmt) from None
+
+
+def _overflow_error(path: Path, fmt: TableFormat) -> DataError:
+    columns = [(i, c) for i, c in enumerate(fmt.columns) if c.kind == "int"]
+    for lineno, raw in enumerate(read_text(path, fmt.what).split("\n"), 1):
+        fields = [f.strip() for f in raw.split("\t")] if fmt.sep == "tab" else split_whitespace(raw)
+        for i, column in columns:
+            if i >= len(fields):
+                continue
+            try:
+                value = abs(int(fields[i]))
+            except ValueError:
+                try:
+                    value = abs(float(fields[i]))  # type: ignore[assignment]
+                except ValueError:
+                    continue
+            if value > _INT_MAX:
+                return DataError(f"{column.name} {fields[i][:60]!r} is beyond the 64-bit integer range", path=path,
+                                 line=lineno, hint="grades are small integers")
+    return DataError(f"{fmt.what}: a value is beyond the 64-bit integer range", path=path)
+
+
 def duplicate_error(path: Path, data: TableData, error: DuplicateError) -> DataError:
     """Re-raise a duplicate (query, doc) found by the data model with file lines."""
     first, second = (data.line_of(r) for r in error.rows)
@@ -46,7 +77,7 @@ def duplicate_error(path: Path, data: TableData, error: DuplicateError) -> DataE
 def read_trec_run(path: str | Path, *, name: str | None = None, engine: Engine = "auto") -> Run:
     """Read a TREC run file. The run is named ``name``, else by its run tag, else the file name."""
     p = check_file(path, "TREC run")
-    data = read_table(p, RUN_FORMAT, engine)
+    data = read_table_checked(p, RUN_FORMAT, engine)
     tag = data.first_row[5] if len(data.first_row) == 6 else None
     try:
         return Run.from_arrays(
@@ -60,7 +91,7 @@ def read_trec_run(path: str | Path, *, name: str | None = None, engine: Engine =
 def read_trec_qrels(path: str | Path, *, engine: Engine = "auto") -> Qrels:
     """Read a TREC qrels file (``query_id iteration doc_id relevance``)."""
     p = check_file(path, "TREC qrels")
-    data = read_table(p, QRELS_FORMAT, engine)
+    data = read_table_checked(p, QRELS_FORMAT, engine)
     try:
         return Qrels.from_arrays(
             data.columns["query_id"], data.columns["doc_id"], data.columns["relevance"], check_ids=False

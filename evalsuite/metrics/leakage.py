@@ -129,12 +129,10 @@ class TrainingPairs:
 
 def read_training_pairs(path: str | Path) -> TrainingPairs:
     """Read JSONL (``{"query", "positive"[, "negative"]}``) or CSV/TSV with those columns."""
-    import csv
-    import io
     import json
 
     from evalsuite.errors import DataError
-    from evalsuite.io._text import Problems, check_file, read_text
+    from evalsuite.io._text import Problems, check_file, csv_records, csv_rows, json_loads, read_text
 
     p = check_file(path, "training pairs")
     text = read_text(p, "training pairs")
@@ -144,17 +142,19 @@ def read_training_pairs(path: str | Path) -> TrainingPairs:
         for lineno, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
-                    record = json.loads(line)
+                    record = json_loads(line)
                 except json.JSONDecodeError as exc:
                     problems.add(lineno, f"invalid JSON: {exc.msg}")
+                    continue
+                except ValueError as exc:
+                    problems.add(lineno, str(exc))
                     continue
                 if isinstance(record, dict):
                     rows.append((lineno, record))
                 else:
                     problems.add(lineno, "expected a JSON object")
-    else:
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if p.suffix == ".tsv" else ",")
-        rows = [(reader.line_num, row) for row in reader]
+    else:  # TSV without quoting (a '"' is text), CSV with standard quoting
+        rows = list(csv_records(csv_rows(text, p, delimiter="\t" if p.suffix == ".tsv" else ",")))
     queries, positives, negatives = [], [], []
     for lineno, record in rows:
         q = record.get("query", record.get("anchor"))
@@ -198,24 +198,32 @@ class LeakageReport:
     n_training_pairs: int
     threshold: float
     findings: list[Finding]
+    #: queries the metrics evaluate (at least one relevant judgement in the split): the rate's denominator
+    evaluated: frozenset[str] | None = None
+
+    @property
+    def n_evaluated(self) -> int:
+        return self.n_queries if self.evaluated is None else len(self.evaluated)
 
     @property
     def leaked_queries(self) -> set[str]:
-        """Evaluation queries affected by a finding of severity 'leak'."""
+        """Evaluated queries affected by a finding of severity 'leak'."""
         out: set[str] = set()
         for f in self.findings:
             if f.severity == "leak":
                 out |= f.affected_queries
-        return out
+        return out if self.evaluated is None else out & self.evaluated
 
     @property
     def leakage_rate(self) -> float:
-        """Share of evaluation queries affected by train/eval overlap or self-retrieval."""
-        return len(self.leaked_queries) / self.n_queries if self.n_queries else 0.0
+        """Share of the *evaluated* queries (those with a relevant judgement in the split, which the metric
+        means average over) affected by train/eval overlap or self-retrieval."""
+        return len(self.leaked_queries) / self.n_evaluated if self.n_evaluated else 0.0
 
     def summary(self) -> dict[str, Any]:
         return {
-            "task": self.task, "queries": self.n_queries, "docs": self.n_docs,
+            "task": self.task, "queries": self.n_queries, "evaluated_queries": self.n_evaluated,
+            "docs": self.n_docs,
             "training_pairs": self.n_training_pairs, "threshold": self.threshold,
             "leaked_queries": len(self.leaked_queries), "leakage_rate": self.leakage_rate,
             "counts": {f.check: f.count for f in self.findings},
@@ -256,20 +264,23 @@ def check_leakage(
     query_texts = queries.texts.tolist()
     doc_ids = corpus.ids.tolist()
     doc_texts = corpus.contents()
-    relevant = {q: docs for q, docs in _relevant_docs_by_query(qrels).items() if q in queries}
+    relevant = {q: docs for q, docs in _relevant_docs_by_query(qrels).items() if q in queries and docs}
+    evaluated = frozenset(relevant)
     queries_of_doc: dict[str, set[str]] = defaultdict(set)
     for q, docs in relevant.items():
         for d in docs:
             queries_of_doc[d].add(q)
 
-    if training is not None:
-        findings += _train_eval_overlap(training, query_ids, query_texts, corpus, queries_of_doc, threshold)
+    if training is not None:  # only queries the metrics evaluate can leak into a score
+        eval_ids = [q for q in query_ids if q in evaluated]
+        eval_texts = [t for q, t in zip(query_ids, query_texts) if q in evaluated]
+        findings += _train_eval_overlap(training, eval_ids, eval_texts, corpus, queries_of_doc, threshold)
     findings += _self_retrieval(query_ids, query_texts, doc_ids, corpus, qrels, threshold)
     findings += _corpus_duplicates(doc_ids, doc_texts, qrels, threshold)
     findings += _dangling(qrels, corpus, queries)
     return LeakageReport(task=name or data.name, n_queries=len(queries), n_docs=len(corpus),
                          n_training_pairs=len(training) if training is not None else 0, threshold=threshold,
-                         findings=findings)
+                         findings=findings, evaluated=evaluated)
 
 
 def _train_eval_overlap(training: TrainingPairs, query_ids: list[str], query_texts: list[str], corpus: Corpus,

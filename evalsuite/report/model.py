@@ -39,6 +39,7 @@ from evalsuite.errors import ConfigError, DataError, UnknownNameError
 from evalsuite.metrics.stats import ConfidenceInterval, PairedComparison, bootstrap_ci, compare, correct
 from evalsuite.report import charts
 from evalsuite.results import CellResult, SuiteResults
+from evalsuite.safepaths import contained
 
 __all__ = ["DrillDoc", "DrillRow", "GateView", "MetricValue", "Report", "SystemInfo", "TableRow", "TaskView",
            "build_report"]
@@ -292,12 +293,25 @@ def _values(cell: CellResult, metric: str) -> dict[str, float]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    from evalsuite.io._text import read_text
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "details file"))
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
+    except RecursionError:
+        raise DataError("details file is nested too deeply", path=path) from None
     if not isinstance(data, dict):
         raise DataError("expected a JSON object with queries, qrels and docs", path=path)
+    shapes = (("queries", lambda v: isinstance(v, str)),
+              ("qrels", lambda v: isinstance(v, dict) and all(isinstance(g, int) and not isinstance(g, bool)
+                                                               for g in v.values())),
+              ("docs", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())))
+    for key, ok in shapes:
+        value = data.get(key, {})
+        if not isinstance(value, dict) or not all(ok(v) for v in value.values()):
+            raise DataError(f"details file: {key!r} has the wrong shape", path=path,
+                            hint="results folders are written by 'evalsuite run'; run the suite again")
     return data
 
 
@@ -467,9 +481,11 @@ def _charts_and_drilldown(view: TaskView, task_cells: list[tuple[SystemInfo, tup
     details: dict[str, Any] | None = None
     for info, r in infos:
         folder = _folder(r)
-        if folder is not None and info.get("details_file") and (folder / str(info["details_file"])).is_file():
-            details = _read_json(folder / str(info["details_file"]))
-            break
+        if folder is not None and isinstance(info.get("details_file"), str):
+            details_path = contained(folder, info["details_file"], what="details_file", source=r.path)
+            if details_path.is_file():
+                details = _read_json(details_path)
+                break
     if details is None:
         view.notes.append("no details file next to the results (query texts and judgements): recall@k curve and "
                           "drill-down omitted")
@@ -479,9 +495,11 @@ def _charts_and_drilldown(view: TaskView, task_cells: list[tuple[SystemInfo, tup
     runs: dict[str, Any] = {}
     for system, (cell, r) in task_cells:
         folder = _folder(r)
-        if cell.run_file and folder is not None and (folder / cell.run_file).is_file():
-            runs[system.key] = read_run(folder / cell.run_file, name=system.key)
-            view.run_hashes[system.key] = _file_hash(folder / cell.run_file)
+        run_path = contained(folder, cell.run_file, what="run_file", source=r.path) \
+            if cell.run_file and folder is not None else None
+        if run_path is not None and run_path.is_file():
+            runs[system.key] = read_run(run_path, name=system.key)
+            view.run_hashes[system.key] = _file_hash(run_path)
     missing = [s.key for s, _ in task_cells if s.key not in runs]
     if missing:
         view.notes.append(f"run files not found for {', '.join(missing)}: left out of the recall@k curve and "

@@ -99,6 +99,7 @@ class CacheStats:
     encoded: int = 0
     corrupt: int = 0
     seconds_encoding: float = 0.0
+    unusable: str | None = None  # why the cache could not be read or written (then nothing was cached)
 
 
 class EmbeddingCache:
@@ -117,9 +118,12 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return self._open(path, fingerprint)
+        except sqlite3.OperationalError:
+            raise  # locked, read-only, disk full: not damage (cached_encode falls back to no cache)
         except sqlite3.DatabaseError:
-            # not a database (truncated, overwritten): keep it for inspection, start afresh
+            # not a database (truncated, overwritten): keep it for inspection (the newest few), start afresh
             path.replace(path.with_suffix(f".corrupt-{int(time.time())}"))
+            _prune_corrupt(path)
             return self._open(path, fingerprint)
 
     @staticmethod
@@ -174,6 +178,22 @@ class EmbeddingCache:
             conn.close()
 
 
+#: damaged cache files kept for inspection, per cache file (older ones are deleted)
+KEEP_CORRUPT = 3
+
+
+def _prune_corrupt(path: Path) -> None:
+    kept = sorted(path.parent.glob(f"{path.stem}.corrupt-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in kept[KEEP_CORRUPT:]:
+        old.unlink(missing_ok=True)
+
+
+def _warn_unusable(reason: str) -> None:
+    import warnings
+
+    warnings.warn(f"embedding cache not usable ({reason}); encoding without it", RuntimeWarning, stacklevel=3)
+
+
 def cached_encode(
     texts: Sequence[str],
     encode: Callable[[list[str]], Sequence[Encoded]],
@@ -192,7 +212,12 @@ def cached_encode(
     unique: dict[str, str] = dict(zip(keys, texts))
     found: dict[str, Encoded] = {}
     if cache is not None:
-        found, stats.corrupt = cache.get_many(fingerprint, list(unique))
+        try:
+            found, stats.corrupt = cache.get_many(fingerprint, list(unique))
+        except (OSError, sqlite3.OperationalError) as exc:  # read-only / unreadable cache: encode, keep nothing
+            stats.unusable = f"{cache.root}: {exc}"
+            _warn_unusable(stats.unusable)
+            cache = None
     missing = [k for k in unique if k not in found]
     stats.hits = sum(1 for k in keys if k in found)
     for start in range(0, len(missing), chunk_size):
@@ -205,6 +230,11 @@ def cached_encode(
         new = dict(zip(chunk, values))
         found.update(new)
         if cache is not None:
-            cache.put_many(fingerprint, new)  # stored chunk by chunk: an interrupted run keeps its work
+            try:
+                cache.put_many(fingerprint, new)  # stored chunk by chunk: an interrupted run keeps its work
+            except (OSError, sqlite3.OperationalError) as exc:
+                stats.unusable = f"{cache.root}: {exc}"
+                _warn_unusable(stats.unusable)
+                cache = None
     stats.encoded = len(missing)
     return [found[k] for k in keys], stats

@@ -864,6 +864,7 @@ def export_onnx(folder: str | os.PathLike[str], target: str | os.PathLike[str]) 
         wrapper = _Hidden(hf_model).eval()
         sample = hf_tokenizer(["a b", "the boundary layer of a flat plate"], padding=True, return_tensors="pt")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_partials(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
             with torch.no_grad(), _onnx_package_optional(), warnings.catch_warnings():
@@ -886,6 +887,20 @@ def export_onnx(folder: str | os.PathLike[str], target: str | os.PathLike[str]) 
         record.write_text(json.dumps({"version": EXPORT_VERSION, "source": str(source), "weights": weights,
                                       "onnx": content_fingerprint(path), "torch": torch.__version__}, indent=1))
         return path
+
+
+def _remove_dead_partials(path: Path) -> None:
+    """Delete ``.<name>.<pid>.partial`` exports left by processes that no longer run (a killed export)."""
+    for leftover in path.parent.glob(f".{path.name}.*.partial"):
+        pid = leftover.name[len(path.name) + 2: -len(".partial")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):  # another user's live process / not a pid
+            continue
 
 
 def _check_export(path: Path, wrapper: Any, tokenizer: Any, names: list[str], layout: StLayout, torch: Any) -> None:

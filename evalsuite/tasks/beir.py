@@ -35,8 +35,32 @@ class BeirTask:
 
     def load(self) -> TaskData:
         data = read_beir(self.path, self.metadata.split, name=self.metadata.name)
+        _check_references(data, self.path / "qrels" / f"{self.metadata.split}.tsv")
         self.metadata = TaskMetadata(**{**self.metadata.__dict__, "content_hash": content_hash(data)})
         return data
+
+
+def _check_references(data: TaskData, qrels_path: Path) -> None:
+    """Judgements must name queries and documents of the folder (as ``evalsuite validate`` requires of
+    golden sets): a judgement of a missing document would count as an unretrievable relevant one."""
+    from evalsuite.errors import DataError
+    from evalsuite.io._text import read_text
+
+    docs = set(data.corpus.ids.tolist())
+    queries = set(data.queries.ids.tolist())
+    bad_docs = [d for d in data.qrels.doc_ids.tolist() if d not in docs]
+    bad_queries = [q for q in data.qrels.query_ids.tolist() if q not in queries]
+    if not bad_docs and not bad_queries:
+        return
+    kind, name = ("doc", bad_docs[0]) if bad_docs else ("query", bad_queries[0])
+    column = 1 if bad_docs else 0
+    line = next((n for n, text in enumerate(read_text(qrels_path, "BEIR qrels").split("\n"), 1)
+                 if len(fields := text.split("\t")) > column and fields[column].strip() == name), None)
+    where = "corpus.jsonl" if bad_docs else "queries.jsonl"
+    count = len(set(bad_docs)) + len(set(bad_queries))
+    raise DataError(f"judgement names {kind} {name!r}, which is not in {where}"
+                    + (f" ({count} such ids)" if count > 1 else ""), path=qrels_path, line=line,
+                    hint="fix the qrels or the folder; 'evalsuite check-leakage FOLDER' lists them all")
 
 
 def drop_identical_ids(run: Run) -> tuple[Run, int]:

@@ -18,9 +18,7 @@ grade, a malformed line. Queries without any relevant judgement are kept and lis
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import DataError
-from evalsuite.io._text import check_file, read_text
+from evalsuite.io._text import check_file, csv_rows, json_loads, read_text
 from evalsuite.tasks.base import TaskMetadata, content_hash
 from evalsuite.types import Corpus, Qrels, Queries, TaskData
 
@@ -62,26 +60,33 @@ class _Problems:
 
 
 def _records(path: Path, problems: _Problems, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, record) of a JSONL, CSV or TSV file; malformed lines become problems."""
+    """(line, record) of a JSONL, CSV or TSV file; malformed lines become problems.
+
+    TSV is read without quoting (a ``"`` is an ordinary character), as the BEIR qrels
+    reader does, so both read the same file the same way."""
     text = read_text(path, path.name)
     if path.suffix == ".jsonl":
         for lineno, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json_loads(line)
             except json.JSONDecodeError as exc:
                 problems.add(path, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            except ValueError as exc:
+                problems.add(path, lineno, str(exc))
                 continue
             if not isinstance(value, dict):
                 problems.add(path, lineno, f"expected a JSON object, got {type(value).__name__}")
                 continue
             yield lineno, value
         return
-    reader = csv.reader(io.StringIO(text), delimiter="\t" if path.suffix == ".tsv" else ",")
+    tsv = path.suffix == ".tsv"
     header: list[str] | None = None
-    for row in reader:
-        lineno = reader.line_num
+    for lineno, row in csv_rows(text, path, delimiter="\t" if tsv else ","):
+        if tsv:
+            row = [c.strip(" \r") for c in row]
         if not row or all(not c.strip() for c in row):
             continue
         if header is None:
@@ -105,32 +110,55 @@ def _first(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
+#: grades are stored as 64-bit integers
+_GRADE_MAX = 2**63 - 1
+
+
 def _as_id(value: Any) -> str | None:
+    """A query/doc id: a non-empty string without whitespace or control characters, or an integer."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        text = value.strip()
+        return text if text.isprintable() and not any(c.isspace() for c in text) else None
     return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _id_problem(kind: str, value: Any) -> str:
+    """Why ``value`` is not an id (for a value :func:`_as_id` refused)."""
+    if value is None or value == "":
+        return f"missing or empty {kind} id"
+    if isinstance(value, str):
+        return (f"{kind} id {_short(value)} contains whitespace or control characters (ids are written to TREC "
+                "files, which separate fields by whitespace)")
+    return f"{kind} id {_short(value)} must be a string or an integer, not {type(value).__name__}"
 
 
 def _as_grade(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _GRADE_MAX:
+        value = int(value)
     if isinstance(value, str):
         try:
-            return int(value.strip())
+            value = int(value.strip())
         except ValueError:
             try:
                 number = float(value)
             except ValueError:
                 return None
-            return int(number) if number.is_integer() else None
+            if not number.is_integer() or abs(number) > _GRADE_MAX:
+                return None
+            value = int(number)
+    if isinstance(value, int) and -_GRADE_MAX <= value <= _GRADE_MAX:
+        return value
     return None
 
 
@@ -207,11 +235,12 @@ class _Builder:
 
 def _read_corpus(builder: _Builder, path: Path) -> None:
     for line, record in _records(path, builder.problems, ("id|_id|doc_id", "text")):
-        doc_id = _as_id(_first(record, _ID_KEYS["corpus"]))
+        raw_id = _first(record, _ID_KEYS["corpus"])
+        doc_id = _as_id(raw_id)
         text = record.get("text")
         title = record.get("title") or ""
         if doc_id is None:
-            builder.problems.add(path, line, "missing or empty document id (field '_id' or 'id')")
+            builder.problems.add(path, line, _id_problem("document", raw_id) + " (field '_id' or 'id')")
             continue
         if not isinstance(text, str) or not isinstance(title, str):
             builder.problems.add(path, line, f"doc {doc_id!r}: 'text' (and 'title', if given) must be strings")
@@ -219,10 +248,11 @@ def _read_corpus(builder: _Builder, path: Path) -> None:
         builder.add_doc(path, line, doc_id, title, text)
 
 
-def _tags(value: Any) -> tuple[str, ...] | None:
-    if value is None or value == "":
+def _tags(value: Any, *, csv: bool) -> tuple[str, ...] | None:
+    """Tags: a JSON list of strings, or in CSV/TSV one ';'-separated string; None when malformed."""
+    if value is None or (csv and value == ""):
         return ()
-    if isinstance(value, str):
+    if isinstance(value, str) and csv:
         return tuple(t.strip() for t in value.split(";") if t.strip())
     if isinstance(value, list) and all(isinstance(t, str) for t in value):
         return tuple(value)
@@ -231,11 +261,12 @@ def _tags(value: Any) -> tuple[str, ...] | None:
 
 def _read_queries(builder: _Builder, path: Path) -> None:
     for line, record in _records(path, builder.problems, ("id|_id|query_id", "text")):
-        query_id = _as_id(_first(record, _ID_KEYS["queries"]))
+        raw_id = _first(record, _ID_KEYS["queries"])
+        query_id = _as_id(raw_id)
         text = record.get("text")
-        tags = _tags(record.get("tags"))
+        tags = _tags(record.get("tags"), csv=path.suffix != ".jsonl")
         if query_id is None:
-            builder.problems.add(path, line, "missing or empty query id (field '_id' or 'id')")
+            builder.problems.add(path, line, _id_problem("query", raw_id) + " (field '_id' or 'id')")
             continue
         if not isinstance(text, str):
             builder.problems.add(path, line, f"query {query_id!r}: 'text' must be a string")
@@ -253,15 +284,17 @@ def _read_queries(builder: _Builder, path: Path) -> None:
 def _read_judgements(builder: _Builder, path: Path) -> None:
     for line, record in _records(path, builder.problems, ("query_id|query-id", "doc_id|corpus-id",
                                                           "grade|relevance|score")):
-        query_id = _as_id(_first(record, ("query_id", "query-id", "qid")))
-        doc_id = _as_id(_first(record, ("doc_id", "corpus-id", "docid")))
+        raw_query, raw_doc = _first(record, ("query_id", "query-id", "qid")), _first(record, ("doc_id", "corpus-id",
+                                                                                            "docid"))
+        query_id, doc_id = _as_id(raw_query), _as_id(raw_doc)
         raw = _first(record, _GRADE_KEYS)
         grade = _as_grade(raw)
         if query_id is None or doc_id is None:
-            builder.problems.add(path, line, "missing query_id or doc_id")
+            builder.problems.add(path, line, _id_problem("query" if query_id is None else "doc",
+                                                         raw_query if query_id is None else raw_doc))
             continue
         if grade is None:
-            builder.problems.add(path, line, f"grade {raw!r} is not an integer")
+            builder.problems.add(path, line, f"grade {_short(raw)} is not an integer (between -2^63 and 2^63)")
             continue
         builder.add_judgement(path, line, query_id, doc_id, grade)
 
@@ -270,8 +303,12 @@ def _read_single_file(builder: _Builder, path: Path, with_corpus: bool) -> None:
     """One record per query: query text, optional id and tags, and its relevant documents."""
     for line, record in _records(path, builder.problems, ("query", "relevant")):
         text = record.get("query")
-        query_id = _as_id(record.get("query_id", record.get("id"))) or f"q{line}"
-        tags = _tags(record.get("tags"))
+        raw_id = record.get("query_id", record.get("id"))
+        query_id = _as_id(raw_id) if raw_id not in (None, "") else f"q{line}"
+        if query_id is None:
+            builder.problems.add(path, line, _id_problem("query", raw_id) + " (field 'query_id')")
+            continue
+        tags = _tags(record.get("tags"), csv=path.suffix != ".jsonl")
         relevant = record.get("relevant")
         if isinstance(relevant, str):  # CSV: ';'-separated ids or texts
             relevant = [r.strip() for r in relevant.split(";") if r.strip()]
@@ -294,7 +331,8 @@ def _read_single_file(builder: _Builder, path: Path, with_corpus: bool) -> None:
             else:
                 ref, is_text = item, not with_corpus
             if grade is None:
-                builder.problems.add(path, line, f"query {query_id!r}: grade {item.get('grade')!r} is not an integer")
+                builder.problems.add(path, line, f"query {query_id!r}: grade {_short(item.get('grade'))} is not an "
+                                                 "integer (between -2^63 and 2^63)")
                 continue
             if not isinstance(ref, str) or not ref.strip():
                 builder.problems.add(path, line, f"query {query_id!r}: relevant entries must be doc ids or texts")
@@ -304,7 +342,11 @@ def _read_single_file(builder: _Builder, path: Path, with_corpus: bool) -> None:
                 if doc_id not in builder.docs:
                     builder.add_doc(path, line, doc_id, "", ref)
             else:
-                doc_id = ref.strip()
+                checked = _as_id(ref)
+                if checked is None:
+                    builder.problems.add(path, line, _id_problem("doc", ref))
+                    continue
+                doc_id = checked
             builder.add_judgement(path, line, query_id, doc_id, grade)
 
 

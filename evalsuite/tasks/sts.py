@@ -10,14 +10,14 @@ Accepted files:
   ``genre source year id score sentence1 sentence2``, no header, no quoting. Extra
   trailing columns on a line (present in some copies) are ignored and counted in notes.
 * Any CSV/TSV/JSONL with ``sentence1``, ``sentence2`` and ``score`` fields (a header for
-  CSV/TSV).
+  CSV/TSV). TSV is read without quoting (a ``"`` is part of the text); CSV uses standard
+  quoting.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from evalsuite.errors import DataError
-from evalsuite.io._text import Problems, check_file, read_text
+from evalsuite.io._text import Problems, check_file, csv_records, csv_rows, json_loads, read_text
 from evalsuite.metrics.correlation import CorrelationResult, correlate
 from evalsuite.tasks.base import STSData, TaskMetadata, sts_content_hash
 
@@ -41,6 +41,16 @@ def _pick(record: dict[str, Any], names: Sequence[str]) -> Any:
         if name in record:
             return record[name]
     return None
+
+
+def _score(raw: Any) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        return None
+    try:
+        value = float(raw)
+    except (ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _looks_like_senteval(first_line: str) -> bool:
@@ -77,10 +87,9 @@ def load_sts(path: str | Path) -> STSData:
                                      f"sentence2), found {len(fields)}")
                 continue
             extra += len(fields) > 7
-            try:
-                score = float(fields[4])
-            except ValueError:
-                problems.add(lineno, f"score {fields[4]!r} is not a number")
+            score = _score(fields[4])
+            if score is None:
+                problems.add(lineno, f"score {fields[4][:60]!r} is not a finite number")
                 continue
             s1.append(fields[5])
             s2.append(fields[6])
@@ -94,9 +103,12 @@ def load_sts(path: str | Path) -> STSData:
                 if not line.strip():
                     continue
                 try:
-                    value = json.loads(line)
+                    value = json_loads(line)
                 except json.JSONDecodeError as exc:
                     problems.add(lineno, f"invalid JSON: {exc.msg}")
+                    continue
+                except ValueError as exc:
+                    problems.add(lineno, str(exc))
                     continue
                 if isinstance(value, dict):
                     records.append((lineno, value))
@@ -104,20 +116,22 @@ def load_sts(path: str | Path) -> STSData:
                     problems.add(lineno, "expected a JSON object")
         else:
             delimiter = "\t" if "\t" in first else ","
-            reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-            if reader.fieldnames is None or _pick(dict.fromkeys(reader.fieldnames), _S1) is None:
+            header = next((row for _, row in csv_rows(text, p, delimiter=delimiter) if any(c.strip() for c in row)),
+                          [])
+            names = {c.strip() for c in header}
+            if not (names & set(_S1) and names & set(_S2) and names & set(_SCORE)):
                 raise DataError("STS file needs a header with sentence1, sentence2 and score columns "
-                                "(or the SentEval STS Benchmark layout)", path=p, line=1)
-            records = [(reader.line_num, row) for row in reader]
+                                f"(or the SentEval STS Benchmark layout); found {', '.join(sorted(names))[:200]}",
+                                path=p, line=1)
+            records = list(csv_records(csv_rows(text, p, delimiter=delimiter)))
         for lineno, record in records:
             a, b, raw = _pick(record, _S1), _pick(record, _S2), _pick(record, _SCORE)
             if not isinstance(a, str) or not isinstance(b, str):
                 problems.add(lineno, "missing sentence1 or sentence2")
                 continue
-            try:
-                score = float(raw)
-            except (TypeError, ValueError):
-                problems.add(lineno, f"score {raw!r} is not a number")
+            score = _score(raw)
+            if score is None:
+                problems.add(lineno, f"score {str(raw)[:60]!r} is not a finite number")
                 continue
             s1.append(a)
             s2.append(b)

@@ -31,7 +31,7 @@ def test_overlap_fails_the_rate_gate_and_names_the_queries(tmp_path: Path, capsy
     pairs = write_pairs(tmp_path / "train.jsonl", [*leaked, ("how do birds fly", "wings generate lift")])
     code, out, _ = run_cli(capsys, "check-leakage", str(GOLDEN), "--train", str(pairs), "--max-rate", "0.05")
     assert code == 1
-    assert "leakage rate 10.0% (5 queries affected)" in out and "FAIL" in out
+    assert "leakage rate 10.0% (5 evaluated queries affected)" in out and "FAIL" in out
     code, out, _ = run_cli(capsys, "check-leakage", str(GOLDEN), "--train", str(pairs), "--format", "json")
     report = json.loads(out)
     exact = next(f for f in report["findings"] if f["check"] == "train_eval_query_exact")
@@ -58,8 +58,9 @@ def test_validate_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "a"}\n{"_id": "d1", "text": "b"}\n')
     (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": ""}\n')
     (tmp_path / "judgements.tsv").write_text("query_id\tdoc_id\tgrade\nq1\td9\t1\nq1\td1\ttwo\n")
-    code, _, err = run_cli(capsys, "validate", str(tmp_path))
-    lines = err.strip().splitlines()
-    assert code == 2 and "problem(s)" in lines[0]
+    code, out, err = run_cli(capsys, "validate", str(tmp_path))
+    assert len(err.strip().splitlines()) == 1 and "problem(s)" in err
+    lines = out.strip().splitlines()
+    assert code == 2
     assert any("corpus.jsonl:2" in line for line in lines) and any("queries.jsonl:1" in line for line in lines)
     assert any("judgements.tsv:2" in line for line in lines) and any("judgements.tsv:3" in line for line in lines)

@@ -75,7 +75,7 @@ def test_every_problem_is_listed_with_file_and_line(tmp_path: Path) -> None:
         ("corpus.jsonl", 3, "invalid JSON: Expecting value (column 1)"),
         ("queries.jsonl", 2, "query 'q2' has an empty text"),
         ("judgements.jsonl", 4, "doc 'd1' judged twice for query 'q1' (judgements.jsonl:1)"),
-        ("judgements.jsonl", 5, "grade 'high' is not an integer"),
+        ("judgements.jsonl", 5, "grade 'high' is not an integer (between -2^63 and 2^63)"),
         ("judgements.jsonl", 2, "judgement names doc 'd9', which is not in the corpus"),
         ("judgements.jsonl", 3, "judgement names query 'q7', which is not in the queries"),
     ]
