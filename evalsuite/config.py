@@ -191,10 +191,16 @@ def _yaml_problem(root: yaml.Node) -> tuple[yaml.Node, str] | None:
 
 def _read_yaml(p: Path) -> tuple[yaml.Node | None, Any]:
     """The composed node tree and the value of a suite file; every problem is a ConfigError naming file:line."""
-    from evalsuite.io._text import read_text
+    from evalsuite.io._text import read_text, surrogate_problem
 
     text = read_text(p, "suite file") if p.stat().st_size else ""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # e.g. a control character: reported by the reader before parsing
+        mark = getattr(exc, "problem_mark", None)
+        line = text.count("\n", 0, getattr(exc, "position", 0) or 0) + 1
+        raise ConfigError(f"{p}:{mark.line + 1 if mark is not None else line}: invalid YAML: "
+                          f"{getattr(exc, 'problem', None) or getattr(exc, 'reason', None) or exc}") from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -203,7 +209,12 @@ def _read_yaml(p: Path) -> tuple[yaml.Node | None, Any]:
         if problem is not None:
             node, message = problem
             raise ConfigError(f"{p}:{node.start_mark.line + 1}: {message}")
-        return root, loader.construct_document(root)
+        data = loader.construct_document(root)
+        if "\\u" in text or "\\U" in text:
+            surrogate = surrogate_problem(data)
+            if surrogate is not None:
+                raise ConfigError(f"{p}: {surrogate}")
+        return root, data
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)

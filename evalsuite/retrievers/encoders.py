@@ -843,10 +843,19 @@ def export_onnx(folder: str | os.PathLike[str], target: str | os.PathLike[str]) 
         torch = require("torch", extra="dense", purpose="exporting a model to ONNX")
         transformers = require("transformers", extra="dense", purpose="exporting a model to ONNX")
         require("onnxruntime", extra="dense", purpose="checking an ONNX export")
-        with _quiet_transformers(False):
-            hf_model = transformers.AutoModel.from_pretrained(str(layout.transformer_dir),
-                                                              attn_implementation="eager").eval()
-        hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(layout.transformer_dir))
+        try:  # a truncated or foreign weights file is the user's model folder, not a bug
+            with _quiet_transformers(False):
+                hf_model, loading = transformers.AutoModel.from_pretrained(
+                    str(layout.transformer_dir), attn_implementation="eager", output_loading_info=True)
+            hf_model.eval()
+            hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(layout.transformer_dir))
+        except Exception as exc:
+            raise ConfigError(f"model {str(source)!r} could not be loaded for the ONNX export ({_short(exc)}); "
+                              "check that its weights are complete") from exc
+        missing = list(loading.get("missing_keys") or [])
+        if missing:  # transformers would fill them with random values: an export of noise
+            raise ConfigError(f"model {str(source)!r}: its weights file lacks {len(missing)} of the model's "
+                              f"parameters (e.g. {missing[0]!r}); check that the folder holds the complete weights")
         import inspect
 
         names = ["input_ids", "attention_mask"]

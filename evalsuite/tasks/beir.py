@@ -43,9 +43,26 @@ class BeirTask:
 def _check_references(data: TaskData, qrels_path: Path) -> None:
     """Judgements must name queries and documents of the folder (as ``evalsuite validate`` requires of
     golden sets): a judgement of a missing document would count as an unretrievable relevant one."""
+    import json
+
     from evalsuite.errors import DataError
     from evalsuite.io._text import read_text
+    from evalsuite.io.beir import id_problem
 
+    folder = qrels_path.parent.parent
+    for ids, name in ((data.corpus.ids, "corpus.jsonl"), (data.queries.ids, "queries.jsonl")):
+        bad = next((i for i in ids.tolist() if id_problem(i) is not None), None)
+        if bad is not None:
+            def has_id(text: str, bad: str = bad) -> bool:
+                try:
+                    record = json.loads(text)
+                except ValueError:
+                    return False
+                return isinstance(record, dict) and str(record.get("_id", record.get("id"))) == bad
+            lines = read_text(folder / name, name).split("\n")
+            line = next((n for n, text in enumerate(lines, 1) if bad in text and has_id(text)), None)
+            raise DataError(str(id_problem(bad)), path=folder / name, line=line,
+                            hint="a suite run writes ids to TREC files; rename the ids")
     docs = set(data.corpus.ids.tolist())
     queries = set(data.queries.ids.tolist())
     bad_docs = [d for d in data.qrels.doc_ids.tolist() if d not in docs]
