@@ -128,6 +128,12 @@ def read_beir_qrels(path: str | Path, *, engine: Engine = "auto") -> Qrels:
     """Read a BEIR qrels TSV (``query-id corpus-id score``; the header line is optional)."""
     p = check_file(path, "BEIR qrels")
     data = read_table_checked(p, BEIR_QRELS_FORMAT, engine)
+    for column in ("query-id", "corpus-id"):  # a tab-separated field can be empty; an id cannot
+        values = data.columns[column]
+        listed = values.to_pylist() if hasattr(values, "to_pylist") else list(values)
+        if "" in listed:
+            raise DataError(f"empty {column}", path=p, line=data.line_of(listed.index("")),
+                            hint="each line must be: query-id<TAB>corpus-id<TAB>score")
     try:
         return Qrels.from_arrays(
             data.columns["query-id"], data.columns["corpus-id"], data.columns["score"], check_ids=False
