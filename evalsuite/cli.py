@@ -652,8 +652,15 @@ def _add_report(sub: Any) -> None:
     add_report_parser(sub)
 
 
+def _add_finetune(sub: Any) -> None:
+    from evalsuite.finetune.command import add_finetune_parsers
+
+    add_finetune_parsers(sub)
+
+
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_run, _add_evaluate, _add_gate, _add_report, _add_history, _add_leakage, _add_validate, _add_metrics,
+    _add_finetune,
 )
 
 

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalsuite.errors import ConfigError, EvalsuiteError
+from evalsuite.finetune.spec import FinetuneSpec
 from evalsuite.gates import GateSpec
 from evalsuite.safepaths import check_name, name_problem, names_collide
 
@@ -91,6 +92,7 @@ class SuiteConfig(_Strict):
     cache_dir: str | None = None
     baseline: str | None = Field(default=None, description="results.json or results-store id to compare against")
     gates: list[GateSpec] = Field(default_factory=list)
+    finetune: FinetuneSpec | None = Field(default=None, description="the fine-tune loop (evalsuite finetune)")
     source: str = Field(default="", exclude=True)
 
     @field_validator("name", mode="before")
@@ -296,6 +298,10 @@ def _check_names(suite: SuiteConfig, path: Path, root: yaml.Node | None) -> None
         if gate.system is not None and gate.system not in names:
             fail(("gates", i, "system"), f"gate {gate.name!r} names system {gate.system!r}, which is not in this "
                                          f"suite ({', '.join(sorted(names))})")
+    if suite.finetune is not None:
+        from evalsuite.finetune.spec import check_finetune
+
+        check_finetune(suite, fail)
     for i, task in enumerate(suite.tasks):
         if task.type in ("golden", "beir", "sts") and not task.path:
             fail(("tasks", i), f"task {task.name!r} of type {task.type} needs a path")

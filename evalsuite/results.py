@@ -103,6 +103,7 @@ class SuiteResults:
     gates: list[dict[str, Any]] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
     path: str | None = None
+    finetune: dict[str, Any] = field(default_factory=dict)  # evalsuite finetune: split, pairs, gain, ...
 
     def cell(self, task: str, system: str) -> CellResult:
         for c in self.cells:
@@ -131,6 +132,7 @@ class SuiteResults:
             "timing": self.timing,
             "gates": self.gates,
             "results": [c.__dict__ for c in self.cells],
+            **({"finetune": self.finetune} if self.finetune else {}),
         })
 
     def write(self, path: str | Path) -> Path:
@@ -162,7 +164,7 @@ class SuiteResults:
             suite=checked["suite"], run_id=checked["run_id"], created=checked["created"],
             metrics=checked["metrics"], environment=checked["environment"], tasks=checked["tasks"],
             systems=checked["systems"], cells=cells, config=checked["config"], skipped=checked["skipped"],
-            gates=checked["gates"], timing=checked["timing"], path=path,
+            gates=checked["gates"], timing=checked["timing"], path=path, finetune=checked["finetune"] or {},
         )
 
 
@@ -228,6 +230,7 @@ def _results_models() -> Any:
         timing: dict[str, float] = Field(default_factory=dict)
         gates: list[dict[str, Any]] = Field(default_factory=list)
         results: list[_Cell] = Field(default_factory=list)
+        finetune: dict[str, Any] = Field(default_factory=dict)  # written by evalsuite finetune
 
     return _File
 

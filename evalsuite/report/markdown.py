@@ -74,6 +74,9 @@ def render_markdown(
             decision = (f"**{md_escape(g.decision)}**: " if g.decision else "") + md_escape(g.detail)
             lines.append(f"| {_ICON.get(g.status, '')} | {md_escape(g.title)} | {decision} |")
         lines.append("")
+    from evalsuite.report.finetune import finetune_markdown
+
+    lines += finetune_markdown(report.finetune, md_escape)
     for task in report.tasks:
         lines += [f"### {md_escape(task.name)}", ""]
         lines.append("| system | " + " | ".join(md_escape(m) for m in task.metrics) + " |")

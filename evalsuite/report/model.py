@@ -236,6 +236,13 @@ class Report:
                 if f.get("severity") == "leak" and f.get("count")]
 
     @property
+    def finetune(self) -> list[Any]:
+        """The fine-tune sections of results written by ``evalsuite finetune`` (none otherwise)."""
+        from evalsuite.report.finetune import finetune_views
+
+        return finetune_views(self.sources)
+
+    @property
     def command_lines(self) -> list[str]:
         out = []
         for r in self.sources:

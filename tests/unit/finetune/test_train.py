@@ -46,8 +46,11 @@ def build_tiny_model(folder: Path) -> Path:
     return folder
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-st")
 
 
