@@ -238,7 +238,8 @@ def test_bad_finetune_sections_exit_2_with_one_line(capsys: pytest.CaptureFixtur
 
 def test_finetune_needs_a_section_and_a_usable_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                       tiny: Path) -> None:
-    plain = write(tmp_path / "p", f"name: p\ntasks: [{{name: golden, type: golden, path: {GOLDEN}}}]\n")
+    plain = write(tmp_path / "p", f"name: p\ntasks: [{{name: golden, type: golden, path: {GOLDEN}}}]\n"
+                                  "retrievers: [{name: bm25, type: bm25}]\n")
     code, _, err = run(capsys, "finetune", str(plain), "--output", str(tmp_path / "o"))
     assert code == 2 and "has no 'finetune:' section" in err
     busy = tmp_path / "busy"
