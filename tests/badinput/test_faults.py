@@ -211,3 +211,21 @@ def test_read_only_cache_falls_back_with_a_note(world: Path, tmp_path: Path, tmp
     assert done.returncode == 0, done.stderr
     assert "leakage summary not cached" in done.stderr and "Traceback" not in done.stderr
     check_consistent(root)
+
+
+def test_store_on_a_read_only_file_system(world: Path, tmp_path: Path, tmpfs: Path) -> None:
+    """History still reads it; a run refuses before any work (it could not record itself at the end)."""
+    import shutil
+
+    root = copy(world, tmp_path / "w")
+    shutil.copy(root / "out" / "history.sqlite", tmpfs / "history.sqlite")
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    done = run_cli(root, "history", "--store", str(tmpfs / "history.sqlite"))
+    assert done.returncode == 0 and stored_ids(root)[0] in done.stdout, done.stderr
+    before = visible_runs(root)
+    done = run_cli(root, "run", "suite.yaml", "-q", "--no-progress", "--no-cache", "--store",
+                   str(tmpfs / "history.sqlite"))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "history.sqlite" in lines[0], done.stderr
+    assert "cannot be written" in lines[0] and "Traceback" not in done.stderr
+    assert visible_runs(root) == before and hidden(root) == []
