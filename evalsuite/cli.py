@@ -674,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in _COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # `evalsuite run ... --debug` works as well as `evalsuite --debug run`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an internal error, print the full traceback")
     return parser
 
 

@@ -40,6 +40,9 @@ def test_an_unexpected_exception_exits_3_with_one_line_and_the_traceback_in_a_fi
         crash.unlink()
     assert main(["--debug", "metrics"]) == 3
     err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert main(["metrics", "--debug"]) == 3
+    err += capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "RuntimeError: something impossible" in err
     for leftover in Path(err.split("traceback written to ")[1].split(";")[0].strip()).parent.glob(
             "evalsuite-crash-*"):
