@@ -382,6 +382,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             explicit=args.baseline, configured=suite.baseline, base_dir=Path(suite.source).parent, store=store,
             hint=f"evalsuite run {args.suite} --update-baseline")
     reports: list[Any] = []
+    comparisons: list[Any] = []  # the report model: its verdict heads the summary
+    from evalsuite.report import build_report
+    from evalsuite.report.verdict import verdict_text
 
     def finish(results: Any, folder: Path) -> None:
         """Gates and report, written into the run's folder before it gets its final name."""
@@ -392,9 +395,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             results.gates = report.to_dict()["gates"]
             _write_gate_outputs(report, folder)
             reports.append(report)
+        say("computing the verdict")
+        comparison = build_report(results, baseline_system=args.baseline_system)
+        comparisons.append(comparison)
         if not args.no_report:
             say("writing the report")
-            _write_report(results, folder, args.baseline_system)
+            _write_report(comparison, folder)
 
     options = RunOptions(
         output=output, store=store, progress=False if quiet else args.progress, only_tasks=args.task,
@@ -404,11 +410,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     results = run_suite(suite, options)
     folder = Path(results.path).parent if results.path else None
-    _print_results(results, args.digits, sys.stdout)
     code = EXIT_OK
     if reports:
-        _print_gates(reports[0], sys.stdout)
         code = reports[0].exit_code
+    if comparisons:  # the verdict heads the summary
+        print("\n" + "\n".join(verdict_text(comparisons[0].verdicts)), file=sys.stdout)
+    _print_results(results, args.digits, sys.stdout)
+    if reports:
+        _print_gates(reports[0], sys.stdout)
     if folder is not None and not args.no_report:
         print(f"\nreport: {folder / 'report.html'}", file=sys.stdout)
     if args.update_baseline and baseline_file is not None:
@@ -422,12 +431,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _write_report(results: Any, folder: Any, baseline_system: str | None) -> Any:
-    """``report.html`` and ``report.md`` in the results folder."""
+def _write_report(report: Any, folder: Any) -> Any:
+    """``report.html`` and ``report.md`` (of a built report) in the results folder."""
     from evalsuite.io._text import atomic_write
-    from evalsuite.report import build_report, render_html, render_markdown
+    from evalsuite.report import render_html, render_markdown
 
-    report = build_report(results, baseline_system=baseline_system)
     with atomic_write(folder / "report.md") as fh:
         fh.write(render_markdown(report))
     return render_html(report, folder / "report.html")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-__all__ = ["PALETTE", "Bar", "bar_chart", "delta_histogram", "line_chart", "nice_ticks"]
+__all__ = ["PALETTE", "Bar", "DeltaBins", "bar_chart", "delta_bins", "delta_histogram", "line_chart", "nice_ticks"]
 
 #: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -208,38 +208,96 @@ def line_chart(xs: Sequence[int], series: Mapping[str, Sequence[float]], colours
     return svg.markup()
 
 
-def delta_histogram(deltas: Sequence[float], *, title: str, x_label: str, width: float = 540,
+@dataclass(frozen=True)
+class DeltaBins:
+    """Per-query differences counted into bins: exact ties alone in one bin, and the non-zero
+    differences in bins of width ``step`` on either side, so that a better and a worse query
+    never share a bin. ``worse[i]`` counts differences in [-(i+1)*step, -i*step) and
+    ``better[i]`` those in (i*step, (i+1)*step] (i = 0 is the bin next to zero).
+    The chart and its caption both read these counts.
+    """
+
+    step: float
+    worse: tuple[int, ...]
+    ties: int
+    better: tuple[int, ...]
+
+    @property
+    def n_better(self) -> int:
+        return sum(self.better)
+
+    @property
+    def n_worse(self) -> int:
+        return sum(self.worse)
+
+    @property
+    def total(self) -> int:
+        return self.n_better + self.n_worse + self.ties
+
+
+def delta_bins(deltas: Sequence[float], max_bins: int = 10) -> DeltaBins:
+    """Count ``deltas`` (NaN left out) into :class:`DeltaBins`: at most ``max_bins`` bins a side,
+    their width a round step (0.01, 0.02, 0.05, ...) wide enough for the largest difference.
+    A difference is a tie only when it is exactly 0.
+    """
+    values = [float(d) for d in deltas if math.isfinite(d)]
+    extent = max([abs(d) for d in values] + [1e-9])
+    step = next((s for s in (0.001, 0.002, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5)
+                 if extent / s <= max_bins), 10 ** math.ceil(math.log10(extent / max_bins)))
+    half = max(1, math.ceil(extent / step - 1e-9))
+    worse, better = [0] * half, [0] * half
+    ties = 0
+    for d in values:
+        if d == 0:
+            ties += 1
+            continue
+        i = min(half - 1, max(0, math.ceil(abs(d) / step - 1e-9) - 1))
+        (better if d > 0 else worse)[i] += 1
+    return DeltaBins(step, tuple(worse), ties, tuple(better))
+
+
+def delta_histogram(bins: DeltaBins, *, title: str, x_label: str, width: float = 540,
                     height: float = 220) -> Markup:
-    """Histogram of per-query differences (challenger - baseline) with a bin centred on 0, so
-    that ties stand out; losses red, wins green, the zero bin grey.
+    """Histogram of per-query differences (challenger - baseline) from :func:`delta_bins`:
+    losses red on the left, the exact ties grey in the middle, wins green on the right. Every
+    bar carries ``data-count`` and a tooltip with its range; its height is its count on the
+    y axis.
     """
     svg = _Svg(width, height, title, "chart chart-deltas")
-    values = [d for d in deltas if math.isfinite(d)]
-    extent = max([abs(d) for d in values] + [1e-9])
-    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5) if extent / s <= 10.5), 1.0)
-    half = math.ceil(extent / step - 0.5 + 1e-9)  # bins -half..half, bin i covers ((i-.5)s, (i+.5)s]
-    counts = dict.fromkeys(range(-half, half + 1), 0)
-    for d in values:
-        counts[max(-half, min(half, round(d / step)))] += 1
+    # (css class, count, tooltip range, edge label under the bar's outer side)
+    bars: list[tuple[str, int, str, str]] = []
+    half = len(bins.worse)
+    for i in reversed(range(half)):
+        lo, hi = -(i + 1) * bins.step, -i * bins.step
+        bars.append(("bin-loss", bins.worse[i], f"in [{lo:+.3g}, {hi:+.3g})" if i else f"in [{lo:+.3g}, 0)",
+                     f"{lo:+.3g}"))
+    bars.append(("bin-tie", bins.ties, "tied (difference exactly 0)", "tie"))
+    for i in range(half):
+        lo, hi = i * bins.step, (i + 1) * bins.step
+        bars.append(("bin-win", bins.better[i], f"in ({lo:+.3g}, {hi:+.3g}]" if i else f"in (0, {hi:+.3g}]",
+                     f"{hi:+.3g}"))
     x0, x1 = _MARGIN["left"], width - _MARGIN["right"]
     y0, y1 = height - _MARGIN["bottom"], _MARGIN["top"]
-    top = max(counts.values()) if values else 1
+    top = max((n for _, n, _, _ in bars), default=0)
     ticks = nice_ticks(0, max(1, top), integer=True)
-    hi = ticks[-1]
+    hi_tick = ticks[-1]
 
     def y(v: float) -> float:
-        return y0 - v / hi * (y0 - y1)
+        return y0 - v / hi_tick * (y0 - y1)
 
     _y_axis(svg, ticks, y, x0, x1, "queries")
-    bin_w = (x1 - x0) / len(counts)
-    for j, (i, n) in enumerate(sorted(counts.items())):
+    bin_w = (x1 - x0) / len(bars)
+    label_every = 1 if len(bars) <= 13 else 2
+    for j, (css, n, where, label) in enumerate(bars):
         bx = x0 + j * bin_w
-        css = "bin-zero" if i == 0 else ("bin-win" if i > 0 else "bin-loss")
-        lo, hi_edge = (i - 0.5) * step, (i + 0.5) * step
+        noun = "query" if n == 1 else "queries"
+        tip = f"{n} {noun} tied (difference exactly 0)" if css == "bin-tie" else f"{n} {noun} with difference {where}"
         svg.el("rect", x=bx + 1, y=y(n), width=max(1.0, bin_w - 2), height=max(0.0, y0 - y(n)), class_=css,
-               tooltip=f"{n} quer{'y' if n == 1 else 'ies'} with difference in ({lo:+.3f}, {hi_edge:+.3f}]")
-        if len(counts) <= 11 or i % 2 == 0:
-            svg.text(bx + bin_w / 2, y0 + 14, f"{i * step:+.2g}" if i else "0", css_class="tick")
+               data_count=n, tooltip=tip)
+        if css == "bin-tie":
+            svg.text(bx + bin_w / 2, y0 + 14, "=0", css_class="tick")
+        elif (j - half) % label_every == 0:  # the bar's outer edge: left of a loss, right of a win
+            svg.text(bx if css == "bin-loss" else bx + bin_w, y0 + 14, label, css_class="tick")
     svg.text((x0 + x1) / 2, y0 + 28, x_label, css_class="axis-label")
     svg.el("line", x1=x0, x2=x1, y1=y0, y2=y0, class_="axis")
     return svg.markup()

@@ -7,14 +7,19 @@ drill-downs (read from the run files and ``details/<task>.json`` next to ``resul
 leakage findings and reproducibility data. The HTML and Markdown renderers share it, so both
 show the same numbers.
 
-Statistics (see :mod:`evalsuite.metrics.stats`):
+Statistics (see :mod:`evalsuite.metrics.stats` and :mod:`evalsuite.report.verdict`):
 
 * CI: percentile bootstrap of the mean over the per-query values (queries resampled), 95%.
-* Significance: every non-baseline system against the baseline, per task and metric, with
-  the paired randomization test; the p-values of all those comparisons in the report form
-  one family, corrected with Holm (family-wise error rate ``alpha``). A marker appears only
-  when the corrected p-value is below ``alpha``.
+* Significance: every pair of systems on a task, on every metric, with the paired
+  randomization test. The family corrected with Holm (family-wise error rate ``alpha``) is the
+  task: all pairs on all metrics of that task, so a mark never depends on which other tasks
+  ran. The table's ▲/▼ read the pairs with the baseline system (selectable; on a task where
+  it has no result, the first system that has one); the pairwise matrix shows every pair.
+* The verdict of each task (:class:`~evalsuite.report.verdict.Verdict`) reads the same
+  corrected p-values on the task's main metric.
 * Tasks without per-query values (STS: one correlation over all pairs) get no CI and no test.
+* Systems that do not apply to a task (no result, a "not applicable" note) are listed once
+  as not applicable, never as a row or as the baseline.
 
 Several results files may be combined (e.g. two runs of one suite, or suites run apart): a
 system whose name occurs in more than one of them is shown as ``name [run id]``. Tasks are
@@ -36,13 +41,26 @@ import numpy as np
 from markupsafe import Markup
 
 from evalsuite.errors import ConfigError, DataError, UnknownNameError
-from evalsuite.metrics.stats import ConfidenceInterval, PairedComparison, bootstrap_ci, compare, correct
+from evalsuite.metrics.stats import ConfidenceInterval, align, bootstrap_ci, correct, randomization_test
 from evalsuite.report import charts
+from evalsuite.report.verdict import (
+    Alternative,
+    Decision,
+    PairCell,
+    SetupNote,
+    Standing,
+    Verdict,
+    fine_tune_meaning,
+    format_p,
+    is_fired,
+    regression_meaning,
+    spec_of,
+)
 from evalsuite.results import CellResult, SuiteResults
 from evalsuite.safepaths import contained
 
-__all__ = ["DrillDoc", "DrillRow", "GateView", "MetricValue", "Report", "SystemInfo", "TableRow", "TaskView",
-           "build_report"]
+__all__ = ["Decision", "DrillDoc", "DrillRow", "MetricValue", "PairCell", "Report", "SetupNote", "SystemInfo",
+           "TableRow", "TaskView", "Verdict", "build_report"]
 
 #: cutoffs of the recall@k curve (those up to the run depth are drawn)
 RECALL_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -66,37 +84,38 @@ class SystemInfo:
 
 @dataclass
 class MetricValue:
-    """One table cell: the aggregate, its CI, and the comparison with the baseline."""
+    """One table cell: the aggregate, its CI, and the comparison with the task's baseline system."""
 
     metric: str
     value: float
     ci: ConfidenceInterval | None = None
     best: bool = False
-    comparison: PairedComparison | None = None
-    p_holm: float = math.nan
+    vs_baseline: PairCell | None = None  # this system minus the baseline, corrected within the task
     alpha: float = 0.05
 
     @property
+    def p_holm(self) -> float:
+        return self.vs_baseline.p_holm if self.vs_baseline is not None else math.nan
+
+    @property
     def significant(self) -> bool:
-        return not math.isnan(self.p_holm) and self.p_holm < self.alpha
+        return self.vs_baseline is not None and self.vs_baseline.significant
 
     @property
     def marker(self) -> str:
         """▲ significantly better than the baseline, ▼ significantly worse, else empty."""
-        if not self.significant or self.comparison is None:
-            return ""
-        return "▲" if self.comparison.delta > 0 else "▼"
+        return self.vs_baseline.marker if self.vs_baseline is not None else ""
 
     @property
     def tooltip(self) -> str:
         parts = []
         if self.ci is not None and not math.isnan(self.ci.low):
             parts.append(f"{self.metric} = {self.value:.4f}, 95% bootstrap CI [{self.ci.low:.4f}, {self.ci.high:.4f}]"
-                         f" over {self.ci.n} queries")
-        c = self.comparison
+                         f" over {self.ci.n}")
+        c = self.vs_baseline
         if c is not None:
-            parts.append(f"vs baseline: Δ = {c.delta:+.4f} (95% CI [{c.ci_delta.low:+.4f}, {c.ci_delta.high:+.4f}]),"
-                         f" n = {c.n}, p = {_p(c.p_randomization)} (randomization), p Holm = {_p(self.p_holm)}")
+            parts.append(f"vs baseline {c.col}: Δ = {c.delta:+.4f} (95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]),"
+                         f" n = {c.n}, p = {format_p(c.p)}, p Holm = {format_p(c.p_holm)}")
         return "; ".join(parts)
 
 
@@ -151,12 +170,18 @@ class TaskView:
     main_metric: str
     metrics: list[str]
     rows: list[TableRow]
+    baseline: SystemInfo | None = None  # the system the table's ▲/▼ refer to on this task
+    not_applicable: list[tuple[SystemInfo, str]] = field(default_factory=list)
+    pairwise: dict[str, dict[tuple[str, str], PairCell]] = field(default_factory=dict)  # metric -> (row, col)
+    n_comparisons: int = 0
+    verdict: Verdict | None = None
     bar_chart: Markup | None = None
     recall: dict[str, list[float]] = field(default_factory=dict)
     recall_ks: list[int] = field(default_factory=list)
     recall_chart: Markup | None = None
     pair: tuple[SystemInfo, SystemInfo] | None = None
     deltas: list[float] = field(default_factory=list)
+    bins: charts.DeltaBins | None = None
     delta_chart: Markup | None = None
     drilldown: list[DrillRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -165,8 +190,10 @@ class TaskView:
 
     @property
     def wins(self) -> tuple[int, int, int]:
-        """(challenger better, worse, tied) over the per-query deltas."""
-        return (sum(d > 0 for d in self.deltas), sum(d < 0 for d in self.deltas), sum(d == 0 for d in self.deltas))
+        """(challenger better, worse, exactly tied), the counts the histogram draws."""
+        if self.bins is None:
+            return (0, 0, 0)
+        return (self.bins.n_better, self.bins.n_worse, self.bins.ties)
 
     @property
     def leakage(self) -> dict[str, Any] | None:
@@ -174,25 +201,33 @@ class TaskView:
         return value if isinstance(value, dict) else None
 
     @property
-    def significant(self) -> list[tuple[TableRow, MetricValue]]:
-        return [(r, v) for r in self.rows for v in r.values if v.significant]
-
-
-@dataclass(frozen=True)
-class GateView:
-    status: str
-    title: str
-    decision: str | None
-    message: str
-    run_id: str
-    count: int = 1  # gate results with this status and message
+    def systems(self) -> list[SystemInfo]:
+        """The systems with a result on this task, in table order (rows and columns of the matrix)."""
+        return [r.system for r in self.rows]
 
     @property
-    def detail(self) -> str:
-        """The message without its leading ``DECISION:`` (shown apart, in bold)."""
-        if self.decision and self.message.startswith(self.decision + ":"):
-            return self.message[len(self.decision) + 1:].strip()
-        return self.message
+    def matrix_metrics(self) -> list[str]:
+        """Metrics with a pairwise matrix: the main metric first."""
+        return sorted(self.pairwise, key=lambda m: (m != self.main_metric, self.metrics.index(m)))
+
+    def cell(self, metric: str, row: str, col: str) -> PairCell | None:
+        return self.pairwise.get(metric, {}).get((row, col))
+
+    @property
+    def unit(self) -> str:
+        return "sentence pairs" if self.kind == "sts" else "queries"
+
+    @property
+    def not_applicable_text(self) -> str:
+        """The systems that do not apply, grouped by reason: "bm25, hybrid (no sentence encoder for STS)"."""
+        groups: dict[str, list[str]] = {}
+        for system, reason in self.not_applicable:
+            groups.setdefault(reason, []).append(system.key)
+        return "; ".join(f"{', '.join(keys)} ({reason})" for reason, keys in groups.items())
+
+    @property
+    def has_cis(self) -> bool:
+        return any(v.ci is not None and v.ci.n >= 2 for r in self.rows for v in r.values)
 
 
 @dataclass
@@ -202,32 +237,72 @@ class Report:
     systems: list[SystemInfo]
     baseline: SystemInfo
     tasks: list[TaskView]
-    gates: list[GateView]
+    gates: list[Decision]
     alpha: float
     n_comparisons: int
     n_resamples: int
     notes: list[str] = field(default_factory=list)
+    setup: list[SetupNote] = field(default_factory=list)
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return [t.verdict for t in self.tasks if t.verdict is not None]
 
     @property
     def gate_counts(self) -> dict[str, int]:
-        """Gate results per status (each result counted, also when shown grouped)."""
-        return {s: sum(g.count for g in self.gates if g.status == s) for s in ("fail", "warn", "pass")}
+        """Gate results per status (each result counted, also when shown grouped), set-up ones included."""
+        counts = {s: sum(g.count for g in self.gates if g.status == s) for s in ("fail", "warn", "pass")}
+        counts["setup"] = sum(n.count for n in self.setup if n.kind == "gate")
+        return counts
 
     @property
     def gate_status(self) -> str:
-        """The worst gate status: fail, warn, pass; "none" without gates."""
+        """The worst status among the decisions: fail, warn, pass; "none" without any."""
         if not self.gates:
             return "none"
         return min((g.status for g in self.gates), key=lambda s: _STATUS_ORDER.get(s, 0))
 
     @property
+    def fired(self) -> list[Decision]:
+        """Decisions to act on: failures and fired rules, failures first."""
+        return [g for g in self.gates if g.fired]
+
+    @property
     def headline(self) -> str:
         c = self.gate_counts
-        if not self.gates:
+        if not self.gates and not c["setup"]:
             return "No gates declared: nothing was decided automatically"
-        verdict = {"fail": "GATES FAILED", "warn": "GATES PASSED WITH WARNINGS", "pass": "ALL GATES PASSED"}
-        return (f"{verdict[self.gate_status]}: {c['fail']} failed, {c['warn']} "
-                f"warning{'s' if c['warn'] != 1 else ''}, {c['pass']} passed")
+        if not self.gates:
+            return f"No decision yet: {_plural(c['setup'], 'gate check')} wait for their set-up (see Set-up notes)"
+        if c["fail"]:
+            return f"GATES FAILED: {_plural(c['fail'], 'check')} failed, so the run exits 1"
+        fired = list(dict.fromkeys(g.label for g in self.gates if g.fired))
+        if fired:
+            return f"{' · '.join(fired)} (advisory: no gate failed, the run exits 0)"
+        return f"ALL GATES PASSED: {_plural(c['pass'], 'check')}"
+
+    @property
+    def counts_line(self) -> str:
+        c = self.gate_counts
+        text = f"{c['fail']} failed, {_plural(c['warn'], 'warning')}, {c['pass']} passed"
+        if c["setup"]:
+            text += f"; {_plural(c['setup'], 'check')} waiting on set-up"
+        return text
+
+    @property
+    def setup_summary(self) -> str:
+        """The set-up notes in a few words: "no baseline yet for 8 checks; 2 tasks skipped"."""
+        parts = []
+        waiting = sum(n.count for n in self.setup if n.kind == "gate")
+        skipped = sum(n.count for n in self.setup if n.kind == "skipped")
+        other = sum(n.count for n in self.setup if n.kind not in ("gate", "skipped"))
+        if waiting:
+            parts.append(f"{_plural(waiting, 'gate check')} waiting on set-up (e.g. no baseline yet)")
+        if skipped:
+            parts.append(f"{_plural(skipped, 'task')} skipped")
+        if other:
+            parts.append(f"{_plural(other, 'other note')}")
+        return "; ".join(parts)
 
     @property
     def leak_alerts(self) -> list[tuple[str, dict[str, Any]]]:
@@ -254,10 +329,8 @@ class Report:
         return out
 
 
-def _p(p: float) -> str:
-    if math.isnan(p):
-        return "n/a"
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _folder(results: SuiteResults) -> Path | None:
@@ -354,7 +427,8 @@ def build_report(
 ) -> Report:
     """Compute everything a report shows (see the module docstring).
 
-    ``baseline_system``: the system others are tested against (default: the first).
+    ``baseline_system``: the system the table's ▲/▼ refer to (default: the first; on a task
+    where it has no result, the first system that has one).
     ``compare_system``: the challenger of the per-query drill-down and delta histogram
     (default: per task, the best non-baseline system on the task's main metric).
     ``drilldown_queries``: how many most-disagreeing queries to list per task;
@@ -387,7 +461,7 @@ def build_report(
         for c in r.cells:
             cells[(c.task, key_of[(r.run_id, c.system)])] = (c, r)
 
-    notes: list[str] = []
+    setup: list[SetupNote] = []
     task_infos: dict[str, list[tuple[dict[str, Any], SuiteResults]]] = {}
     for r in sources:
         for info in r.tasks:
@@ -396,10 +470,9 @@ def build_report(
         for c in r.cells:
             task_infos.setdefault(c.task, [({"name": c.task}, r)])
         for s in r.skipped:
-            notes.append(f"task {s.get('task')} was skipped in run {r.run_id}: {s.get('reason')}")
+            setup.append(_skipped_note(s, r))
 
     views: list[TaskView] = []
-    pending: list[MetricValue] = []
     for task, infos in task_infos.items():
         info = infos[0][0]
         hashes = {str(i.get("content_hash")) for i, _ in infos if i.get("content_hash")}
@@ -416,62 +489,230 @@ def build_report(
         if main not in metrics and metrics:
             main = metrics[0]
         view = TaskView(task, kind, dict(info), main, metrics, [])
+        applicable = []
+        for system, (cell, r) in task_cells:
+            if cell.aggregate:
+                applicable.append((system, (cell, r)))
+            else:
+                view.not_applicable.append((system, _not_applicable_reason(cell, system.meta.get("kind"))))
         if not same_data:
             view.notes.append(f"the runs combined here used different data for {task} (content hashes "
                               f"{', '.join(sorted(h[:12] for h in hashes))}): no significance test pairs them")
-        base_cell = cells.get((task, baseline.key))
-        for system, (cell, _) in task_cells:
+        keys = [s.key for s, _ in applicable]
+        view.baseline = baseline if baseline.key in keys else (by_key[keys[0]] if keys else None)
+        samples: dict[tuple[str, str], dict[str, float]] = {}
+        for system, (cell, _) in applicable:
             values = []
             for m in metrics:
                 per_query = _values(cell, m)
-                value = float(cell.aggregate.get(m, math.nan))
-                mv = MetricValue(m, value, alpha=alpha)
+                mv = MetricValue(m, float(cell.aggregate.get(m, math.nan)), alpha=alpha)
                 if per_query:
+                    samples[(system.key, m)] = per_query
                     mv.ci = bootstrap_ci(list(per_query.values()), n_resamples=n_resamples, seed=seed)
-                if system.key != baseline.key and base_cell is not None and same_data and per_query:
-                    base_values = _values(base_cell[0], m)
-                    if len(base_values) >= 2:
-                        mv.comparison = compare(per_query, base_values, metric=m, names=(system.key, baseline.key),
-                                                n_resamples=n_resamples, seed=seed)
-                        pending.append(mv)
                 values.append(mv)
             n = max(cell.n_queries.values(), default=None) if cell.n_queries else None
             view.timings[system.key] = dict(cell.timing)
-            view.rows.append(TableRow(system, system.key == baseline.key, values, n,
-                                      "; ".join(cell.notes) if cell.notes else None))
+            view.rows.append(TableRow(system, view.baseline is not None and system.key == view.baseline.key, values,
+                                      n, "; ".join(cell.notes) if cell.notes else None))
         for j in range(len(metrics)):
             column = [r.values[j].value for r in view.rows if not math.isnan(r.values[j].value)]
             if len(column) > 1:
                 top = max(column)
                 for row in view.rows:
                     row.values[j].best = not math.isnan(row.values[j].value) and row.values[j].value >= top - 1e-12
-        if base_cell is None:
-            view.notes.append(f"the baseline {baseline.key} has no result on {task}: no significance markers")
-        _charts_and_drilldown(view, task_cells, baseline, challenger_pick, infos, drilldown_queries,
+        if same_data:
+            _pairwise(view, samples, alpha=alpha, n_resamples=n_resamples, seed=seed)
+        _charts_and_drilldown(view, applicable, challenger_pick, infos, drilldown_queries,
                               drilldown_depth, read_run, evaluate, Qrels)
         views.append(view)
 
-    adjusted = correct([mv.comparison.p_randomization for mv in pending if mv.comparison is not None], "holm")
-    for mv, p in zip(pending, adjusted):
-        mv.p_holm = p
+    decisions, gate_setup = _decisions(sources, views, key_of)
+    setup = gate_setup + setup
+    for view in views:
+        view.verdict = _verdict(view, alpha, decisions)
+        setup += [SetupNote(f"{view.name}: {note}") for note in view.notes]
+    name = title or " + ".join(dict.fromkeys(f"{r.suite} {r.run_id}" for r in sources))
+    return Report(name, sources, systems, baseline, views, decisions, alpha, sum(v.n_comparisons for v in views),
+                  n_resamples, [n.text for n in setup], setup)
 
-    # one line per (gate, status, message): eight identical "no baseline yet" warnings read as one
-    grouped: dict[tuple[str, str, str, str, str], list[str]] = {}
+
+def _not_applicable_reason(cell: CellResult, kind: str | None) -> str:
+    """The why of a "not applicable: <system> (<kind>) has no ..." note, without the system's own name."""
+    note = next((n for n in cell.notes if n.lower().startswith("not applicable")), None)
+    if note is None:
+        return "; ".join(cell.notes) or "no result"
+    reason = note.split(":", 1)[1].strip() if ":" in note else note
+    for prefix in (f"{cell.system} ({kind}) ", f"{cell.system} "):
+        if reason.startswith(prefix):
+            reason = reason[len(prefix):]
+            break
+    return reason[4:] if reason.startswith("has ") else reason
+
+
+def _skipped_note(skipped: dict[str, str], results: SuiteResults) -> SetupNote:
+    task, reason = skipped.get("task"), str(skipped.get("reason", ""))
+    command = shlex.join(str(c) for c in results.environment.get("command") or []) or "the suite"
+    if "not found" in reason:
+        fix = (f"make the data available where the task's 'path' points (the shipped suites read "
+               f"EVALSUITE_DATA_DIR; see README, Data), then run {command} again")
+    else:
+        fix = f"fix what the reason names, then run {command} again"
+    return SetupNote(f"task {task} was skipped in run {results.run_id}: {reason}", fix, kind="skipped")
+
+
+def _paired(a: dict[str, float], b: dict[str, float], *, n_resamples: int,
+            seed: int) -> tuple[float, float, float, float, int]:
+    """(mean of a - b, CI low, CI high, randomization p, n) over the queries both have."""
+    x, y, _ = align(a, b)
+    if len(x) < 2:
+        return (float(np.mean(x - y)) if len(x) else math.nan, math.nan, math.nan, math.nan, len(x))
+    d = x - y
+    ci = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
+    return float(d.mean()), ci.low, ci.high, randomization_test(x, y, n_resamples=n_resamples, seed=seed), len(d)
+
+
+def _pairwise(view: TaskView, samples: dict[tuple[str, str], dict[str, float]], *, alpha: float,
+              n_resamples: int, seed: int) -> None:
+    """Every pair of systems on every metric of the task, Holm-corrected over that family; the
+    table's comparisons with the task's baseline read the same cells."""
+    keys = [r.system.key for r in view.rows]
+    raw: list[tuple[str, str, str, tuple[float, float, float, float, int]]] = []
+    for m in view.metrics:
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                if (a, m) in samples and (b, m) in samples:
+                    raw.append((m, a, b, _paired(samples[(a, m)], samples[(b, m)], n_resamples=n_resamples,
+                                                 seed=seed)))
+    adjusted = correct([r[3][3] for r in raw], "holm")
+    view.n_comparisons = sum(not math.isnan(r[3][3]) for r in raw)
+    for (m, a, b, (delta, low, high, p, n)), p_holm in zip(raw, adjusted):
+        cell = PairCell(m, a, b, delta, low, high, p, p_holm, n, alpha)
+        view.pairwise.setdefault(m, {})[(a, b)] = cell
+        view.pairwise[m][(b, a)] = cell.flipped()
+    if view.baseline is not None:
+        for row in view.rows:
+            if row.system.key != view.baseline.key:
+                for mv in row.values:
+                    mv.vs_baseline = view.cell(mv.metric, row.system.key, view.baseline.key)
+
+
+def _verdict(view: TaskView, alpha: float, decisions: Sequence[Decision]) -> Verdict:
+    """Who won the task on its main metric (see :class:`~evalsuite.report.verdict.Verdict`)."""
+    method = ("paired bootstrap over sentence pairs" if view.kind == "sts"
+              else "paired randomization test over queries")
+    v = Verdict(view.name, view.main_metric, view.unit, method, alpha=alpha, n_comparisons=view.n_comparisons)
+    v.not_applicable = view.not_applicable_text
+    v.decisions = [f"Decision ({d.gate}{'' if d.count == 1 else f', {d.count} task/system pairs'}): {d.label}: "
+                   f"{d.detail}" for d in decisions if d.fired and view.name in d.tasks]
+    different = next((n for n in view.notes if "different data" in n), None)
+    if different:
+        v.note = different
+    if view.main_metric not in view.metrics:
+        return v
+    j = view.metrics.index(view.main_metric)
+    ranked = [(row, row.values[j]) for row in view.rows if not math.isnan(row.values[j].value)]
+    if not ranked:
+        return v
+    best_row, best = max(ranked, key=lambda rv: rv[1].value)
+    v.best, v.value = best_row.system.key, best.value
+    if best.ci is not None and best.ci.n >= 2:
+        v.ci, v.n = (best.ci.low, best.ci.high), best.ci.n
+    else:
+        v.n = best_row.n_queries or 0
+    for row, mv in ranked:
+        if row is best_row:
+            continue
+        cell = view.cell(view.main_metric, row.system.key, best_row.system.key)
+        if cell is not None and not math.isnan(cell.p_holm):
+            v.standings.append(Standing(row.system.key, mv.value, cell.delta, cell.p_holm, cell.n, True,
+                                        cell.significant))
+        else:
+            reason = ("the runs used different data" if different else
+                      "no per-query values to pair" if cell is None else "fewer than 2 paired queries")
+            v.standings.append(Standing(row.system.key, mv.value, mv.value - best.value, math.nan, 0, False, False,
+                                        reason))
+    return v
+
+
+def _decisions(sources: Sequence[SuiteResults], views: Sequence[TaskView],
+               key_of: dict[tuple[str, str], str]) -> tuple[list[Decision], list[SetupNote]]:
+    """Gate results as decisions (with meaning and measured alternatives) and set-up notes.
+
+    A result without a decision label is about set-up (no baseline yet) unless it failed: a
+    failure for missing evidence fails the build, so it is a decision (``FAILED``). Identical
+    results (same gate, status, message) are grouped: eight "no baseline yet" read as one.
+    """
+    grouped: dict[tuple[str, str, str, str, str], tuple[SuiteResults, list[dict[str, Any]]]] = {}
     for r in sources:
         for g in r.gates:
-            where = f"{g.get('task')} / {g.get('system')}" + (f" / tag {g['slice']}" if g.get("slice") else "")
             key = (str(g.get("gate")), str(g.get("status", "fail")), str(g.get("decision") or ""),
                    str(g.get("message", "")), r.run_id)
-            grouped.setdefault(key, []).append(where)
-    gates = [GateView(status, f"{gate} [{'; '.join(wheres)}]", decision or None, message, run_id, len(wheres))
-             for (gate, status, decision, message, run_id), wheres in grouped.items()]
-    gates.sort(key=lambda g: _STATUS_ORDER.get(g.status, 0))
-    name = title or " + ".join(dict.fromkeys(f"{r.suite} {r.run_id}" for r in sources))
-    return Report(name, sources, systems, baseline, views, gates, alpha, len(pending), n_resamples, notes)
+            grouped.setdefault(key, (r, []))[1].append(g)
+    by_name = {v.name: v for v in views}
+    decisions: list[Decision] = []
+    setup: list[SetupNote] = []
+    for (gate, status, label, message, run_id), (r, members) in grouped.items():
+        wheres = [f"{g.get('task')} / {g.get('system')}" + (f" / tag {g['slice']}" if g.get("slice") else "")
+                  for g in members]
+        if not label and status != "fail":
+            scope = wheres[0] if len(wheres) == 1 else _plural(len(wheres), "task/system pair")
+            setup.append(SetupNote(f"gate {gate} [{scope}]: {message}", count=len(members), kind="gate"))
+            continue
+        spec = spec_of(r.config, gate)
+        detail = message[len(label) + 1:].strip() if label and message.startswith(label + ":") else message
+        d = Decision(status, gate, label or "FAILED", is_fired(members[0], spec) if label else True, detail, wheres,
+                     run_id, tasks=list(dict.fromkeys(str(g.get("task")) for g in members)))
+        first = members[0]
+        if not label:
+            d.meaning = "Missing evidence never passes: fix what the message names and run again."
+        elif first.get("kind") == "regression":
+            d.meaning = regression_meaning(label)
+        elif d.fired and len(members) == 1:
+            word = "below" if spec.get("below") is not None else ("above" if spec.get("above") is not None else "")
+            threshold = first.get("threshold")
+            d.meaning = fine_tune_meaning(label, str(first.get("system")), str(first.get("task")),
+                                          str(first.get("metric")), threshold, word)
+            view = by_name.get(str(first.get("task")))
+            system = key_of.get((run_id, str(first.get("system"))), str(first.get("system")))
+            if view is not None:
+                _alternatives(d, view, system, str(first.get("metric")), threshold, word)
+        decisions.append(d)
+    decisions.sort(key=lambda d: (not d.fired, _STATUS_ORDER.get(d.status, 0)))
+    return decisions, setup
+
+
+def _alternatives(d: Decision, view: TaskView, system: str, metric: str, threshold: float | None,
+                  word: str) -> None:
+    """The other systems measured on the decision's task and metric, best first."""
+    if metric not in view.metrics:
+        return
+    j = view.metrics.index(metric)
+    for row in view.rows:
+        if row.system.key == system or math.isnan(row.values[j].value):
+            continue
+        mv = row.values[j]
+        ci = (mv.ci.low, mv.ci.high) if mv.ci is not None and mv.ci.n >= 2 else None
+        clears: bool | None = None
+        if threshold is not None and word:
+            low, high = ci if ci is not None else (mv.value, mv.value)
+            clears = low >= threshold if word == "below" else high <= threshold
+        cell = view.cell(metric, row.system.key, system)
+        d.alternatives.append(Alternative(row.system.key, mv.value, ci, clears,
+                                          cell.delta if cell is not None else None,
+                                          cell.p_holm if cell is not None else None,
+                                          cell is not None and cell.significant))
+    d.alternatives.sort(key=lambda a: -a.value)
+    d.alternatives_title = f"Measured alternatives to {system} on {view.name}, {metric}"
+    if threshold is not None and word and d.alternatives:
+        good = [a.system for a in d.alternatives if a.clears]
+        side = "at or above" if word == "below" else "at or below"
+        d.alternatives_title += (f": {', '.join(good)} clear{'s' if len(good) == 1 else ''} {threshold:g} with the "
+                                 "whole 95% interval" if good else
+                                 f": none is {side} {threshold:g} with its whole 95% interval")
 
 
 def _charts_and_drilldown(view: TaskView, task_cells: list[tuple[SystemInfo, tuple[CellResult, SuiteResults]]],
-                          baseline: SystemInfo, challenger_pick: SystemInfo | None,
+                          challenger_pick: SystemInfo | None,
                           infos: list[tuple[dict[str, Any], SuiteResults]], n_queries: int, depth: int,
                           read_run: Any, evaluate: Any, qrels_type: Any) -> None:
     colours = {s.key: s.colour for s, _ in task_cells}
@@ -481,7 +722,8 @@ def _charts_and_drilldown(view: TaskView, task_cells: list[tuple[SystemInfo, tup
          for (s, _), row in zip(task_cells, view.rows)},
         colours, title=f"{view.name}: metrics by system with 95% bootstrap intervals",
         y_label="correlation" if view.kind == "sts" else "score")
-    if view.kind != "retrieval":
+    baseline = view.baseline
+    if view.kind != "retrieval" or baseline is None:
         return
 
     # details (query texts, qrels, shown docs) from the first run that has them
@@ -536,8 +778,9 @@ def _charts_and_drilldown(view: TaskView, task_cells: list[tuple[SystemInfo, tup
     va, vb = _values(by_key[baseline.key], main), _values(by_key[challenger.key], main)
     common = sorted(set(va) & set(vb))
     view.deltas = [vb[q] - va[q] for q in common]
+    view.bins = charts.delta_bins(view.deltas)
     view.delta_chart = charts.delta_histogram(
-        view.deltas, title=f"{view.name}: per-query {main} of {challenger.key} minus {baseline.key}",
+        view.bins, title=f"{view.name}: per-query {main} of {challenger.key} minus {baseline.key}",
         x_label=f"{main}: {challenger.key} minus {baseline.key} (per query)")
     queries = {str(q): str(t) for q, t in details.get("queries", {}).items()}
     docs = details.get("docs", {})

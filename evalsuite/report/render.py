@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.report.model import Report, build_report
+from evalsuite.report.verdict import format_p
 from evalsuite.results import SuiteResults
 
 __all__ = ["render_html", "report_html"]
@@ -49,6 +50,7 @@ def _environment() -> Any:
     env.filters["compact_json"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
     env.filters["seconds"] = _seconds
     env.filters["grade_mark"] = _grade_mark
+    env.filters["pval"] = format_p
     env.globals["evalsuite_version"] = __version__
     return env
 

@@ -7,9 +7,13 @@ playwright package); the test is skipped, saying why, only when that cannot prov
 
 Checks: the page makes no network request (only its own file:// URL is loaded) and logs no
 console error (the page's Content Security Policy would log any blocked request or script);
-the gate banner, the comparison tables and the charts are visible; typing into the
-drill-down filter hides the rows that do not match; a screenshot is saved; the file is
-under 2 MB.
+every task's verdict is visible above the first table; the decisions block carries the gate
+decisions and the set-up notes are collapsed below; the comparison tables and the charts are
+visible and no chart grid has an empty cell; every delta histogram's caption counts equal its
+bars' heights read from the SVG geometry; typing into the drill-down filter hides the rows that
+do not match; a one-task report reaches its drill-down within about two screens; the file is
+under 2 MB. Screenshots (first and second screen, the whole page) are saved into
+``$EVALSUITE_SCREENSHOTS`` when set (else the test's temporary folder) for a person to look at.
 """
 
 from __future__ import annotations
@@ -93,6 +97,40 @@ def test_report_of_default_suite_is_under_2_mb(report_file: Path) -> None:
     assert report_file.stat().st_size < SIZE_BUDGET == 2 * 1024 * 1024
 
 
+def _shots_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("EVALSUITE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# bar heights -> counts: the y axis ticks (text at the left, anchor "end") give pixels per query
+_HISTOGRAMS_JS = """
+() => Array.from(document.querySelectorAll('figure.chart-deltas')).map(fig => {
+  const svg = fig.querySelector('svg');
+  const ticks = Array.from(svg.querySelectorAll('text.tick[text-anchor="end"]'))
+    .map(t => [parseFloat(t.textContent), parseFloat(t.getAttribute('y'))]);
+  const bars = Array.from(svg.querySelectorAll('rect[class^="bin-"]'))
+    .map(r => [r.getAttribute('class'), parseFloat(r.getAttribute('height')), r.getBoundingClientRect().height]);
+  const caption = fig.querySelector('figcaption');
+  return {task: fig.dataset.task, ticks: ticks, bars: bars,
+          better: parseInt(caption.querySelector('.n-better').textContent),
+          worse: parseInt(caption.querySelector('.n-worse').textContent),
+          tied: parseInt(caption.querySelector('.n-tied').textContent)};
+})
+"""
+
+
+def _counts_from_geometry(hist: dict[str, Any]) -> dict[str, int]:
+    (v0, y0), (v1, y1) = hist["ticks"][0], hist["ticks"][-1]
+    per_query = (y0 - y1) / (v1 - v0)  # SVG units per query on the y axis
+    counts = {"bin-win": 0, "bin-loss": 0, "bin-tie": 0}
+    for cls, height, _ in hist["bars"]:
+        n = height / per_query
+        assert abs(n - round(n)) < 0.05, f"{hist['task']}: a {cls} bar {height} high is not a whole count ({n})"
+        counts[cls] += round(n)
+    return counts
+
+
 def test_report_in_headless_chromium(chromium: str, page: Any, report_file: Path, default_run: Path,
                                      tmp_path: Path) -> None:
     requests: list[str] = []
@@ -102,30 +140,70 @@ def test_report_in_headless_chromium(chromium: str, page: Any, report_file: Path
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     url = report_file.resolve().as_uri()
     page.goto(url, wait_until="load")
+    shots = _shots_dir(tmp_path)
+    page.screenshot(path=str(shots / "report-screen-1.png"), full_page=False)
+    page.evaluate("window.scrollTo(0, window.innerHeight)")
+    page.screenshot(path=str(shots / "report-screen-2.png"), full_page=False)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(shots / "report-full.png"), full_page=True)
+    assert (shots / "report-screen-1.png").stat().st_size > 10_000
 
-    # the gate banner comes first and carries the run's verdict
-    gates = load_results(default_run).gates
+    # every task's verdict is visible, above the first table
+    results = load_results(default_run)
+    tasks = list(dict.fromkeys(c.task for c in results.cells))
+    first_table = page.locator("table").first.bounding_box()
+    for task in tasks:
+        verdict = page.locator(f'[id="verdict-{task}"]')
+        assert verdict.count() == 1 and verdict.is_visible(), task
+        box = verdict.bounding_box()
+        assert box is not None and box["y"] + box["height"] <= first_table["y"], task
+        assert verdict.locator(".verdict-head").inner_text().startswith(f"{task}: ")
+
+    # the decisions come next; set-up notes (no baseline yet, skipped tasks) are collapsed at the end
+    gates = results.gates
     assert gates, "the default suite declares gates"
-    worst = next(s for s in ("fail", "warn", "pass") if any(g["status"] == s for g in gates))
-    banner = page.locator("#gates")
-    assert banner.is_visible()
-    assert banner.get_attribute("data-status") == worst
-    assert banner.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"  # colour-coded
-    text = banner.inner_text()
+    decisions = page.locator("#decisions")
+    assert decisions.is_visible()
+    assert decisions.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"  # colour-coded
+    text = decisions.inner_text()
     for g in gates:
-        assert (g["decision"] or g["message"].split(":")[0]) in text
-    assert page.locator("section#gates").bounding_box()["y"] < page.locator("section#comparison").bounding_box()["y"]
+        if g["decision"]:
+            assert g["decision"] in text
+        else:  # set-up: not in the decisions block, in the collapsed notes
+            assert g["message"] not in text
+            note = page.locator("#setup li", has_text=g["message"].split(":")[0]).first
+            assert note.count() == 1 and not note.is_visible()
+    last = page.locator("#verdict .verdict").last.bounding_box()
+    assert last["y"] < decisions.bounding_box()["y"] < page.locator("#comparison").bounding_box()["y"]
+    if page.locator("#setup").count():
+        assert page.locator("#reproducibility").bounding_box()["y"] < page.locator("#setup").bounding_box()["y"]
+        page.locator("#setup summary").click()
+        assert page.locator("#setup li").first.is_visible()
 
-    # the comparison table and at least one chart are visible
+    # the comparison tables, the pairwise matrices and the charts are visible; no chart grid has an empty cell
     tables = page.locator("table.comparison")
-    assert tables.count() >= 1 and tables.first.is_visible()
+    assert tables.count() == len(tasks) and tables.first.is_visible()
     assert tables.first.locator("tbody tr").count() >= 2
+    assert page.locator("table.matrix").first.is_visible()
     charts = page.locator("svg.chart")
     assert charts.count() >= 3
     charts.first.scroll_into_view_if_needed()
     assert charts.first.is_visible()
     box = charts.first.bounding_box()
     assert box is not None and box["width"] > 100 and box["height"] > 50
+    grids = page.evaluate("() => Array.from(document.querySelectorAll('div.charts')).map(d => "
+                          "[getComputedStyle(d).gridTemplateColumns.split(' ').length, d.children.length])")
+    assert grids and all(columns == children for columns, children in grids), grids
+
+    # every delta histogram: the caption's counts are the bars' heights on the y axis
+    histograms = page.evaluate(_HISTOGRAMS_JS)
+    assert histograms, "the default suite has a retrieval task with a per-query histogram"
+    for hist in histograms:
+        counts = _counts_from_geometry(hist)
+        assert (counts["bin-win"], counts["bin-loss"], counts["bin-tie"]) == (
+            hist["better"], hist["worse"], hist["tied"]), hist["task"]
+        assert sum(1 for cls, _, _ in hist["bars"] if cls == "bin-tie") == 1
+        assert all(shown > 0 for _, height, shown in hist["bars"] if height > 0)  # drawn, not collapsed
 
     # the drill-down filter: type a query's own text, only matching rows stay
     rows = page.locator("tbody.dd-row")
@@ -147,9 +225,18 @@ def test_report_in_headless_chromium(chromium: str, page: Any, report_file: Path
     page.locator("#dd-sign").select_option("all")
     assert sum(r.is_visible() for r in rows.all()) == total
 
-    shot = tmp_path / "report.png"
-    page.screenshot(path=str(shot), full_page=False)
-    assert shot.stat().st_size > 10_000
-
     assert requests == [url], f"the report must load nothing but itself, it requested {requests}"
     assert problems == [], problems
+
+
+def test_one_task_report_fits_in_about_two_screens(page: Any, default_run: Path, tmp_path: Path) -> None:
+    results = load_results(default_run)
+    task = results.cells[0].task  # cranfield-50: the shipped golden set, always present
+    results.cells = [c for c in results.cells if c.task == task]
+    results.tasks = [t for t in results.tasks if t.get("name") == task]
+    path = render_html(results, tmp_path / "one-task.html")
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    screen = page.viewport_size["height"]
+    top = page.locator("#drilldown").bounding_box()["y"]
+    page.screenshot(path=str(_shots_dir(tmp_path) / "one-task-full.png"), full_page=True)
+    assert top <= 2.2 * screen, f"the drill-down of a one-task report starts at {top:.0f} px: over two screens"
