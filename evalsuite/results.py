@@ -78,6 +78,9 @@ class CellResult:
     timing: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: STS only: the system's score and the gold score of every sentence pair, in file order
+    #: ({"predicted": [...], "gold": [...]}), what a bootstrap over pairs resamples
+    pair_scores: dict[str, list[float]] = field(default_factory=dict)
 
     def per_query_frame(self) -> pd.DataFrame:
         """Per-query values: index query_id, a column per metric (NaN where excluded)."""

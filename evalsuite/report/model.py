@@ -32,8 +32,9 @@ import hashlib
 import json
 import math
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +298,7 @@ class Report:
         skipped = sum(n.count for n in self.setup if n.kind == "skipped")
         other = sum(n.count for n in self.setup if n.kind not in ("gate", "skipped"))
         if waiting:
-            parts.append(f"{_plural(waiting, 'gate check')} waiting on set-up (e.g. no baseline yet)")
+            parts.append(f"{_plural(waiting, 'gate check')} waiting on set-up")
         if skipped:
             parts.append(f"{_plural(skipped, 'task')} skipped")
         if other:
@@ -501,14 +502,20 @@ def build_report(
         keys = [s.key for s, _ in applicable]
         view.baseline = baseline if baseline.key in keys else (by_key[keys[0]] if keys else None)
         samples: dict[tuple[str, str], dict[str, float]] = {}
+        pair_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for system, (cell, _) in applicable:
             values = []
+            scored = _pair_scores(cell) if kind == "sts" else None
+            if scored is not None:
+                pair_scores[system.key] = scored
             for m in metrics:
                 per_query = _values(cell, m)
                 mv = MetricValue(m, float(cell.aggregate.get(m, math.nan)), alpha=alpha)
                 if per_query:
                     samples[(system.key, m)] = per_query
                     mv.ci = bootstrap_ci(list(per_query.values()), n_resamples=n_resamples, seed=seed)
+                elif scored is not None and m in _CORRELATIONS:
+                    mv.ci = _correlation_ci(scored, m, n_resamples=n_resamples, seed=seed)
                 values.append(mv)
             n = max(cell.n_queries.values(), default=None) if cell.n_queries else None
             view.timings[system.key] = dict(cell.timing)
@@ -521,7 +528,7 @@ def build_report(
                 for row in view.rows:
                     row.values[j].best = not math.isnan(row.values[j].value) and row.values[j].value >= top - 1e-12
         if same_data:
-            _pairwise(view, samples, alpha=alpha, n_resamples=n_resamples, seed=seed)
+            _pairwise(view, partial(_pair_of, samples, pair_scores, n_resamples, seed), alpha=alpha)
         _charts_and_drilldown(view, applicable, challenger_pick, infos, drilldown_queries,
                               drilldown_depth, read_run, evaluate, Qrels)
         views.append(view)
@@ -560,8 +567,60 @@ def _skipped_note(skipped: dict[str, str], results: SuiteResults) -> SetupNote:
     return SetupNote(f"task {task} was skipped in run {results.run_id}: {reason}", fix, kind="skipped")
 
 
-def _paired(a: dict[str, float], b: dict[str, float], *, n_resamples: int,
-            seed: int) -> tuple[float, float, float, float, int]:
+#: (difference a - b, its 95% CI low, high, two-sided p, paired queries or sentence pairs)
+_Paired = tuple[float, float, float, float, int]
+_CORRELATIONS = ("spearman", "pearson")
+
+
+def _pair_scores(cell: CellResult) -> tuple[np.ndarray, np.ndarray] | None:
+    """(predicted, gold) scores of an STS cell's sentence pairs; None when the results lack them."""
+    scores = cell.pair_scores or {}
+    predicted, gold = scores.get("predicted") or [], scores.get("gold") or []
+    if len(predicted) < 3 or len(predicted) != len(gold):
+        return None
+    return np.asarray(predicted, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+
+
+def _correlation_ci(scored: tuple[np.ndarray, np.ndarray], metric: str, *, n_resamples: int,
+                    seed: int) -> ConfidenceInterval | None:
+    """Percentile bootstrap CI of Spearman/Pearson over sentence pairs (pairs resampled)."""
+    from evalsuite.metrics.correlation import bootstrap_correlation
+
+    try:
+        b = bootstrap_correlation(scored[0], scored[1], metric=metric,  # type: ignore[arg-type]
+                                  n_resamples=n_resamples, seed=seed)
+    except DataError:  # constant scores: the correlation itself is undefined
+        return None
+    return ConfidenceInterval(b.estimate, b.low, b.high, b.confidence, "percentile over sentence pairs", b.n)
+
+
+def _bootstrap_p(distribution: np.ndarray) -> float:
+    """Two-sided p of a paired bootstrap of a difference: twice the smaller share of resampled
+    differences on either side of 0, (2k + 1) / (B + 1), at most 1 (the 95% percentile
+    interval excludes 0 about when p < 0.05)."""
+    n = len(distribution)
+    if n == 0:
+        return math.nan
+    k = min(int(np.count_nonzero(distribution <= 0)), int(np.count_nonzero(distribution >= 0)))
+    return min(1.0, (2 * k + 1) / (n + 1))
+
+
+def _paired_correlation(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], metric: str, *,
+                        n_resamples: int, seed: int) -> _Paired | None:
+    """corr(a) - corr(b) by a paired bootstrap over the sentence pairs both scored (same gold scores)."""
+    from evalsuite.metrics.correlation import paired_bootstrap_correlation
+
+    if len(a[1]) != len(b[1]) or not np.array_equal(a[1], b[1]):
+        return None
+    try:
+        d = paired_bootstrap_correlation(a[0], b[0], a[1], metric=metric,  # type: ignore[arg-type]
+                                         n_resamples=n_resamples, seed=seed)
+    except DataError:
+        return None
+    return d.estimate, d.low, d.high, _bootstrap_p(d.distribution), d.n
+
+
+def _paired(a: dict[str, float], b: dict[str, float], *, n_resamples: int, seed: int) -> _Paired:
     """(mean of a - b, CI low, CI high, randomization p, n) over the queries both have."""
     x, y, _ = align(a, b)
     if len(x) < 2:
@@ -571,18 +630,29 @@ def _paired(a: dict[str, float], b: dict[str, float], *, n_resamples: int,
     return float(d.mean()), ci.low, ci.high, randomization_test(x, y, n_resamples=n_resamples, seed=seed), len(d)
 
 
-def _pairwise(view: TaskView, samples: dict[tuple[str, str], dict[str, float]], *, alpha: float,
-              n_resamples: int, seed: int) -> None:
-    """Every pair of systems on every metric of the task, Holm-corrected over that family; the
-    table's comparisons with the task's baseline read the same cells."""
+def _pair_of(samples: dict[tuple[str, str], dict[str, float]], pair_scores: dict[str, tuple[np.ndarray, np.ndarray]],
+             n_resamples: int, seed: int, a: str, b: str, metric: str) -> _Paired | None:
+    """System a minus b on ``metric``: paired queries (randomization test) or paired sentence pairs
+    (bootstrap); None when the two cannot be paired."""
+    if (a, metric) in samples and (b, metric) in samples:
+        return _paired(samples[(a, metric)], samples[(b, metric)], n_resamples=n_resamples, seed=seed)
+    if a in pair_scores and b in pair_scores and metric in _CORRELATIONS:
+        return _paired_correlation(pair_scores[a], pair_scores[b], metric, n_resamples=n_resamples, seed=seed)
+    return None
+
+
+def _pairwise(view: TaskView, paired: Callable[[str, str, str], _Paired | None], *, alpha: float) -> None:
+    """Every pair of systems on every metric of the task (``paired(a, b, metric)``: a minus b, or
+    None when they cannot be paired), Holm-corrected over that family; the table's comparisons
+    with the task's baseline read the same cells."""
     keys = [r.system.key for r in view.rows]
-    raw: list[tuple[str, str, str, tuple[float, float, float, float, int]]] = []
+    raw: list[tuple[str, str, str, _Paired]] = []
     for m in view.metrics:
         for i, a in enumerate(keys):
             for b in keys[i + 1:]:
-                if (a, m) in samples and (b, m) in samples:
-                    raw.append((m, a, b, _paired(samples[(a, m)], samples[(b, m)], n_resamples=n_resamples,
-                                                 seed=seed)))
+                result = paired(a, b, m)
+                if result is not None:
+                    raw.append((m, a, b, result))
     adjusted = correct([r[3][3] for r in raw], "holm")
     view.n_comparisons = sum(not math.isnan(r[3][3]) for r in raw)
     for (m, a, b, (delta, low, high, p, n)), p_holm in zip(raw, adjusted):
@@ -628,7 +698,9 @@ def _verdict(view: TaskView, alpha: float, decisions: Sequence[Decision]) -> Ver
                                         cell.significant))
         else:
             reason = ("the runs used different data" if different else
-                      "no per-query values to pair" if cell is None else "fewer than 2 paired queries")
+                      "fewer than 2 paired queries" if cell is not None else
+                      "these results hold no per-pair scores to resample (a run of this version stores them)"
+                      if view.kind == "sts" else "no per-query values to pair")
             v.standings.append(Standing(row.system.key, mv.value, mv.value - best.value, math.nan, 0, False, False,
                                         reason))
     return v

@@ -19,7 +19,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from evalsuite.errors import ConfigError, DataError, EvalsuiteError, UnknownNameError
 from evalsuite.gates import GateSpec, evaluate_gates
@@ -40,6 +42,7 @@ HOSTILE_TITLE = '<img src=x onerror="alert(2)"> delta wing'
 HOSTILE_SYSTEM = "evil</script><b>|x"
 METRICS = ["ndcg@10", "recall@10", "mrr@10"]
 N = 30
+STS_PAIRS = 100
 RESAMPLES = 2000
 
 
@@ -62,6 +65,16 @@ def _good_ranks(i: int) -> list[int]:
     return [1, 2 + i % 2]
 
 
+def _sts_pairs() -> tuple[list[float], dict[str, list[float]]]:
+    """Gold scores of STS_PAIRS sentence pairs (0-5, ties like STS-B) and two systems' cosine scores:
+    "good" close to the gold, the hostile-named one noisier."""
+    rng = np.random.default_rng(5)
+    gold = rng.uniform(0, 5, STS_PAIRS).round(1)
+    good = gold / 5 + rng.normal(0, 0.15, STS_PAIRS)
+    noisy = gold / 5 + rng.normal(0, 0.4, STS_PAIRS)
+    return gold.tolist(), {"good": good.tolist(), HOSTILE_SYSTEM: noisy.tolist()}
+
+
 def _write_fixture(folder: Path) -> SuiteResults:
     """Three systems on 30 queries (2 relevant docs each) and an STS task; hostile texts."""
     qrels = {f"q{i}": {f"d{i}": 2, f"e{i}": 1} for i in range(N)}
@@ -81,9 +94,16 @@ def _write_fixture(folder: Path) -> SuiteResults:
             task="t", system=system, kind="retrieval", aggregate=dict(result.aggregate),
             per_query={m: {str(q): float(v) for q, v in result.per_query[m].items()} for m in METRICS},
             n_queries=dict(result.n_queries), run_file=run_file, timing={"index": 0.5, "search": 0.01}))
-    cells += [CellResult(task="sts", system="base", kind="sts", aggregate={}, notes=["not applicable: no encoder"]),
-              CellResult(task="sts", system="good", kind="sts", aggregate={"spearman": 0.81, "pearson": 0.8}),
-              CellResult(task="sts", system=HOSTILE_SYSTEM, kind="sts", aggregate={"spearman": 0.7, "pearson": 0.85})]
+    gold, sts_scores = _sts_pairs()
+    cells += [CellResult(task="sts", system="base", kind="sts", aggregate={},
+                         notes=["not applicable: base (bm25) has no encoder"])]
+    for system in ("good", HOSTILE_SYSTEM):
+        predicted = sts_scores[system]
+        cells.append(CellResult(task="sts", system=system, kind="sts",
+                                aggregate={"spearman": float(stats.spearmanr(predicted, gold).statistic),
+                                           "pearson": float(stats.pearsonr(predicted, gold).statistic)},
+                                n_queries={"spearman": STS_PAIRS, "pearson": STS_PAIRS},
+                                pair_scores={"predicted": predicted, "gold": gold}))
     docs = {f"d{i}": {"title": f"relevant doc {i}", "snippet": "about wings </script>"} for i in range(N)}
     docs["d0"] = {"title": HOSTILE_TITLE, "snippet": "</script><script>alert(3)</script>"}
     queries = {f"q{i}": f"query number {i} about pressure" for i in range(N)}
@@ -107,6 +127,7 @@ def _write_fixture(folder: Path) -> SuiteResults:
                                       "model_fingerprint": "fp-" + str(i), "params": {"k1": 1.2}}}
                  for i, s in enumerate(runs)],
         cells=cells, config={"seed": 0, "k": 30}, timing={"total": 3.0},
+        skipped=[{"task": "big", "reason": "/data/big: task 'big': data not found"}],
     )
     gates = evaluate_gates(results, [GateSpec(name="fine-tune-needed", metric="recall@10", task="t", system="base",
                                               below=0.65, decision="FINE-TUNE RECOMMENDED",
@@ -623,7 +644,7 @@ def test_decisions_apart_from_set_up_notes() -> None:
 def test_sts_systems_that_do_not_apply_are_listed_once_never_as_baseline(report: Report, html: str) -> None:
     sts = next(t for t in report.tasks if t.name == "sts")
     assert [r.system.key for r in sts.rows] == ["good", HOSTILE_SYSTEM]
-    assert [(s.key, why) for s, why in sts.not_applicable] == [("base", "no encoder")]
+    assert [(s.key, why) for s, why in sts.not_applicable] == [("base", "no encoder")]  # the runner's wording
     assert sts.baseline is not None and sts.baseline.key == "good" and report.baseline.key == "base"
     assert [r.is_baseline for r in sts.rows] == [True, False]
     table = re.search(r'<table class="comparison" data-task="sts">(.*?)</table>', html, re.S)
@@ -675,3 +696,65 @@ def test_the_verdict_heads_the_cli_summary_and_report_md(tmp_path: Path, capsys:
     markdown = (folder / "report.md").read_text()
     assert markdown.splitlines()[2] == f"**{md_escape(verdict.headline)}**"
     assert 'id="verdict-golden"' in (folder / "report.html").read_text()
+
+
+def _scipy_bootstrap(data: tuple[np.ndarray, ...], statistic: Any) -> Any:
+    """The oracle: scipy's percentile bootstrap over pairs, seeded as the report is (seed 0)."""
+    return stats.bootstrap(data, statistic, paired=True, vectorized=False, n_resamples=RESAMPLES, batch=1000,
+                           method="percentile", rng=np.random.default_rng(0))
+
+
+def test_sts_cis_over_sentence_pairs_equal_scipy_bootstrap(report: Report) -> None:
+    sts = next(t for t in report.tasks if t.name == "sts")
+    gold, scores = _sts_pairs()
+    oracles = {"spearman": stats.spearmanr, "pearson": stats.pearsonr}
+    for row in sts.rows:
+        predicted = np.array(scores[row.system.key])
+        for mv in row.values:
+            oracle = oracles[mv.metric]
+            ref = _scipy_bootstrap((predicted, np.array(gold)),
+                                   lambda x, y, f=oracle: float(f(x, y).statistic))  # type: ignore[misc]
+            assert mv.ci is not None and mv.ci.n == STS_PAIRS
+            assert (mv.ci.low, mv.ci.high) == pytest.approx(
+                (ref.confidence_interval.low, ref.confidence_interval.high), abs=1e-12)
+            assert mv.ci.low < mv.value < mv.ci.high
+    assert sts.has_cis
+
+
+def test_sts_differences_by_paired_bootstrap_with_holm_within_the_task(report: Report, html: str) -> None:
+    sts = next(t for t in report.tasks if t.name == "sts")
+    gold, scores = _sts_pairs()
+    a, b, g = np.array(scores["good"]), np.array(scores[HOSTILE_SYSTEM]), np.array(gold)
+    raw = []
+    for metric, oracle in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+        ref = _scipy_bootstrap((a, b, g), lambda x, y, z, f=oracle: float(f(x, z).statistic - f(y, z).statistic))
+        cell = sts.cell(metric, "good", HOSTILE_SYSTEM)
+        assert cell is not None and cell.n == STS_PAIRS
+        assert cell.delta == pytest.approx(float(oracle(a, g).statistic - oracle(b, g).statistic), abs=1e-12)
+        assert (cell.ci_low, cell.ci_high) == pytest.approx(
+            (ref.confidence_interval.low, ref.confidence_interval.high), abs=1e-12)
+        dist = ref.bootstrap_distribution
+        k = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
+        raw.append(min(1.0, (2 * k + 1) / (len(dist) + 1)))  # two-sided p of the paired bootstrap
+        assert cell.p == pytest.approx(raw[-1])
+    assert sts.n_comparisons == 2
+    assert [sts.cell(m, "good", HOSTILE_SYSTEM).p_holm for m in ("spearman", "pearson")] == \
+        pytest.approx(correct(raw, "holm"))  # type: ignore[union-attr]
+    verdict = sts.verdict
+    assert verdict is not None and verdict.best == "good" and verdict.unit == "sentence pairs"
+    assert verdict.headline.startswith("sts: good is best on spearman: ")
+    assert verdict.headline.endswith(f"over {STS_PAIRS} sentence pairs, significantly better than every other system.")
+    assert "paired bootstrap over sentence pairs" in verdict.method_note
+    assert ("na", "Not applicable: base (no encoder).") in verdict.lines
+    assert sts.cell("spearman", HOSTILE_SYSTEM, "good").marker == "▼"  # type: ignore[union-attr]
+    assert 'data-task="sts" data-metric="spearman"' in html
+
+
+def test_sts_results_without_pair_scores_say_why_there_is_no_test(fixture_results: SuiteResults) -> None:
+    old = load_results(fixture_results.path or "")
+    for cell in old.cells:
+        cell.pair_scores = {}
+    sts = next(t for t in build_report(old, n_resamples=RESAMPLES).tasks if t.name == "sts")
+    assert not sts.has_cis and sts.n_comparisons == 0 and sts.verdict is not None
+    (standing,) = sts.verdict.standings
+    assert standing.kind == "untested" and "no per-pair scores" in standing.reason
