@@ -235,7 +235,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="with --update-baseline: update even if a gate failed")
     p.add_argument("--no-report", action="store_true", help="do not write report.html / report.md")
     p.add_argument("--baseline-system", metavar="NAME",
-                   help="system the report tests the others against (default: the first)")
+                   help="system the report's tables compare with (default: the first; the verdict and the "
+                   "pairwise matrices compare every pair)")
     p.add_argument("--cache-dir", help="embedding cache folder (default: ~/.cache/evalsuite)")
     p.add_argument("--no-cache", action="store_true", help="encode everything, read and write no cache")
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bars")

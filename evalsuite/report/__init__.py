@@ -1,10 +1,11 @@
 """Model-comparison reports: one self-contained HTML file, and a Markdown summary.
 
-``render_html(results, "reports/x.html")`` writes the page (gate decisions, comparison
-table with bootstrap CIs and significance markers, inline SVG charts, per-query drill-down,
-leakage findings, reproducibility data); ``render_markdown(results)`` returns the gate
-summary and the tables as Markdown for a PR comment or a CI job summary. Both compute the
-same :class:`~evalsuite.report.model.Report` with :func:`build_report`.
+``render_html(results, "reports/x.html")`` writes the page (the verdict of every task, gate
+decisions, comparison tables with bootstrap CIs and pairwise significance matrices, inline SVG
+charts, per-query histogram and drill-down, leakage findings, reproducibility data, set-up
+notes); ``render_markdown(results)`` returns the verdicts, the gate decisions and the tables
+as Markdown for a PR comment or a CI job summary. Both compute the same
+:class:`~evalsuite.report.model.Report` with :func:`build_report`.
 
 The names are imported on first use, so that the CLI can register ``evalsuite report``
 (:mod:`evalsuite.report.command`) without loading pandas, SciPy or Jinja2 at start-up.

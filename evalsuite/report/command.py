@@ -31,15 +31,17 @@ def add_report_parser(sub: Any) -> None:
     """Register ``report`` on the ``evalsuite`` subparsers."""
     p = sub.add_parser(
         "report", help="render the self-contained HTML model-comparison report of suite results",
-        description="Render one self-contained HTML file (gate decisions, comparison table with bootstrap CIs and "
-        "significance vs a baseline system, charts, per-query drill-down, leakage, reproducibility) from one or "
-        "more results of 'evalsuite run'; optionally the Markdown summary too.")
+        description="Render one self-contained HTML file (the verdict per task, gate decisions, comparison tables "
+        "with bootstrap CIs, pairwise significance matrices, charts, per-query histogram and drill-down, leakage, "
+        "reproducibility, set-up notes) from one or more results of 'evalsuite run'; optionally the Markdown "
+        "summary too.")
     p.add_argument("results", nargs="+", metavar="RESULTS",
                    help="results.json or a results folder; several are combined into one report")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="HTML file to write, or a folder (default: reports/<suite>-<run_id>.html)")
     p.add_argument("--baseline-system", metavar="NAME",
-                   help="system the others are tested against (default: the first system)")
+                   help="system the tables' ▲/▼ compare with (default: the first system; the pairwise "
+                   "matrices compare every pair)")
     p.add_argument("--compare-system", metavar="NAME",
                    help="challenger in the per-query drill-down (default: the best other system per task)")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary here ('-' for stdout)")
