@@ -256,13 +256,15 @@ def delta_bins(deltas: Sequence[float], max_bins: int = 10) -> DeltaBins:
     return DeltaBins(step, tuple(worse), ties, tuple(better))
 
 
-def delta_histogram(bins: DeltaBins, *, title: str, x_label: str, width: float = 540,
+def delta_histogram(bins: DeltaBins | Sequence[float], *, title: str, x_label: str, width: float = 540,
                     height: float = 220) -> Markup:
-    """Histogram of per-query differences (challenger - baseline) from :func:`delta_bins`:
-    losses red on the left, the exact ties grey in the middle, wins green on the right. Every
-    bar carries ``data-count`` and a tooltip with its range; its height is its count on the
-    y axis.
+    """Histogram of per-query differences (challenger - baseline) counted by :func:`delta_bins`
+    (pass the bins when a caption shows their counts, or the differences themselves): losses red
+    on the left, the exact ties grey in the middle, wins green on the right. Every bar carries
+    ``data-count`` and a tooltip with its range; its height is its count on the y axis.
     """
+    if not isinstance(bins, DeltaBins):
+        bins = delta_bins(bins)
     svg = _Svg(width, height, title, "chart chart-deltas")
     # (css class, count, tooltip range, edge label under the bar's outer side)
     bars: list[tuple[str, int, str, str]] = []
