@@ -137,7 +137,8 @@ def evaluate(
 
     query_ids = qrels_obj.query_ids
     has_relevant = hits.num_relevant(relevance_level) > 0
-    in_run = np.fromiter((q in run_obj for q in query_ids.tolist()), dtype=bool, count=len(query_ids))
+    run_index, qrels_index = run_obj._index(), qrels_obj._index()
+    in_run = np.fromiter((q in run_index for q in query_ids.tolist()), dtype=bool, count=len(query_ids))
     return EvalResult(
         run_name=run_obj.name,
         metrics=tuple(names),
@@ -148,7 +149,7 @@ def evaluate(
         relevance_level=relevance_level,
         empty_queries=empty_queries,
         missing_queries=tuple(query_ids[has_relevant & ~in_run].tolist()),
-        ignored_queries=tuple(q for q in run_obj.query_ids.tolist() if q not in qrels_obj),
+        ignored_queries=tuple(q for q in run_obj.query_ids.tolist() if q not in qrels_index),
         excluded_queries=tuple(query_ids[~has_relevant].tolist()),
     )
 
@@ -253,7 +254,7 @@ def _join_coded(
     if len(rows) == 0 or len(sorted_keys) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    keys = row_query * n_keys + row_key[rows]
+    keys = row_query * n_keys + row_key[rows].astype(np.int64)
     pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
     match = sorted_keys[pos] == keys
     return rows[match], row_query[match], by_key[pos[match]]

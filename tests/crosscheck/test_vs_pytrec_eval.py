@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import pandas as pd
@@ -101,14 +101,16 @@ METRICS = [
 
 
 @contextmanager
-def encoded_in_parts(rows_per_part: int = 2, parts: int = 3) -> Iterator[None]:
-    """Make Run.from_arrays encode pyarrow doc ids in several parts even for tiny runs."""
-    saved = evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS
-    evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS = rows_per_part, parts
+def encoded_in_parts(rows_per_part: int = 2, threads: int = 3) -> Iterator[None]:
+    """Make Run.from_arrays encode pyarrow doc ids in several parts, on several threads,
+    and evaluate match them on several threads, even for tiny runs."""
+    saved = evalsuite._ids._PART_ROWS, evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS
+    evalsuite._ids._PART_ROWS, evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS = (
+        rows_per_part, 1, threads)
     try:
         yield
     finally:
-        evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS = saved
+        evalsuite._ids._PART_ROWS, evalsuite._ids._PARALLEL_MIN_ROWS, evalsuite._ids._MAX_PARTS = saved
 
 
 def arrow_run(run: dict) -> Run:
@@ -136,7 +138,8 @@ def check(qrels: dict, run: dict, level: int, empty: str, via: str) -> None:
                          columns=["query_id", "doc_id", "score"])
         )
     qrels_arg = qrels if via == "dicts" else Qrels.from_dict(qrels)
-    result = evaluate(qrels_arg, run_arg, METRICS, relevance_level=level, empty_queries=empty)
+    with encoded_in_parts() if via == "arrow" else nullcontext():
+        result = evaluate(qrels_arg, run_arg, METRICS, relevance_level=level, empty_queries=empty)
     rel = num_relevant(qrels, level)
     for metric in METRICS:
         expected = expected_values(qrels, run, metric, level)
