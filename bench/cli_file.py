@@ -16,6 +16,8 @@ retrieved), in a temporary folder that is deleted afterwards unless ``--keep DIR
 (then the files are written there once and reused).
 
 The shared metrics (nDCG@10, recall@100, MAP) must agree to 1e-12 or the script fails.
+Besides wall-clock medians it prints each command's CPU time (user + system, all threads,
+from ``getrusage``): on a shared, oversubscribed machine that is the steadier figure.
 It also times ``evalsuite --help`` and ``evalsuite metrics`` (median of 5 processes each)
 and a bare ``python -c pass`` for reference.
 
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,7 +82,7 @@ def generate(folder: Path, n_queries: int, depth: int, seed: int = 0) -> tuple[P
     pacsv.write_csv(table, str(run_path) + ".tmp", options)
     os.replace(str(run_path) + ".tmp", run_path)
     # qrels: 5 judgements per query, 3 of them retrieved; the first is relevant so that no query is empty
-    lines = []
+    lines: list[str] = []
     for qi in range(n_queries):
         picked = rng.choice(depth, size=3, replace=False)
         docs = [int((qi * 7919 + int(p) * 104729) % n_docs) for p in picked]
@@ -94,13 +97,20 @@ def generate(folder: Path, n_queries: int, depth: int, seed: int = 0) -> tuple[P
     return qrels_path, run_path
 
 
-def timed(argv: list[str]) -> tuple[float, str]:
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str]) -> tuple[float, str, float]:
+    """Wall seconds, stdout and CPU seconds (user + system, all threads) of one process."""
+    cpu = _child_cpu()
     began = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO)
     seconds = time.perf_counter() - began
     if proc.returncode != 0:
         sys.exit(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return seconds, proc.stdout
+    return seconds, proc.stdout, _child_cpu() - cpu
 
 
 def main() -> None:
@@ -127,24 +137,26 @@ def main() -> None:
         ours_argv = [sys.executable, "-m", "evalsuite", "evaluate", str(qrels_path), str(run_path),
                      *(x for m in METRICS for x in ("-m", m)), "--format", "json"]
         peer_argv = [sys.executable, "-c", PYTREC_SCRIPT, str(qrels_path), str(run_path)]
-        ours_times, peer_times = [], []
+        ours_times, peer_times, ours_cpu, peer_cpu = [], [], [], []
         ours_out = peer_out = ""
         for _ in range(args.repeat):
-            seconds, ours_out = timed(ours_argv)
+            seconds, ours_out, cpu = timed(ours_argv)
             ours_times.append(seconds)
+            ours_cpu.append(cpu)
             if not args.skip_peer:
-                seconds, peer_out = timed(peer_argv)
+                seconds, peer_out, cpu = timed(peer_argv)
                 peer_times.append(seconds)
+                peer_cpu.append(cpu)
 
         ours = json.loads(ours_out)["runs"][0]["aggregate"]
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"{'command':34} {'median s':>9}  runs")
-        print(f"{'evalsuite evaluate':34} {statistics.median(ours_times):9.2f}  "
+        print(f"{'command':34} {'median s':>9} {'cpu s':>7}  runs (wall s)")
+        print(f"{'evalsuite evaluate':34} {statistics.median(ours_times):9.2f} {statistics.median(ours_cpu):7.2f}  "
               + " ".join(f"{t:.2f}" for t in ours_times))
         if peer_times:
             theirs = json.loads(peer_out)
-            print(f"{'pytrec_eval script':34} {statistics.median(peer_times):9.2f}  "
+            print(f"{'pytrec_eval script':34} {statistics.median(peer_times):9.2f} {statistics.median(peer_cpu):7.2f}  "
                   + " ".join(f"{t:.2f}" for t in peer_times))
             for metric, key in SHARED.items():
                 agree = abs(ours[metric] - theirs[key]) <= 1e-12
@@ -155,13 +167,17 @@ def main() -> None:
             print(f"  mrr@10      evalsuite {ours['mrr@10']:.12f}  (pytrec_eval recip_rank "
                   f"{theirs['recip_rank']:.12f}: no cutoff, not comparable)")
             ratio = statistics.median(peer_times) / statistics.median(ours_times)
-            print(f"evalsuite evaluate is {ratio:.2f}x faster than the pytrec_eval script")
+            cpu_ratio = statistics.median(peer_cpu) / statistics.median(ours_cpu)
+            print(f"evalsuite evaluate is {ratio:.2f}x faster than the pytrec_eval script "
+                  f"(wall clock; {cpu_ratio:.2f}x less CPU time)")
 
         for label, argv in (("evalsuite --help", [sys.executable, "-m", "evalsuite", "--help"]),
                             ("evalsuite metrics", [sys.executable, "-m", "evalsuite", "metrics"]),
                             ("python -c pass", [sys.executable, "-c", "pass"])):
-            times = [timed(argv)[0] for _ in range(5)]
-            print(f"{label:34} {statistics.median(times):9.3f}  " + " ".join(f"{t:.3f}" for t in times))
+            runs = [timed(argv) for _ in range(5)]
+            times = [r[0] for r in runs]
+            print(f"{label:34} {statistics.median(times):9.3f} {statistics.median(r[2] for r in runs):7.3f}  "
+                  + " ".join(f"{t:.3f}" for t in times))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
