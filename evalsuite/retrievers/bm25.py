@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,24 @@ def check_bm25_params(owner: str, k1: Any, b: Any) -> tuple[float, float]:
     return float(k1), float(b)
 
 
+
+def _import_bm25s() -> ModuleType:
+    """bm25s, imported without numba.
+
+    ``import bm25s`` imports numba whenever numba is installed (it comes with dev tools such
+    as ranx), only for bm25s' optional numba backend; evalsuite uses bm25s' default numpy
+    backend, and numba's import is about 0.2 s of every ``evalsuite run``. Hiding numba for
+    the duration of the import makes bm25s take its no-numba branch (``NUMBA_AVAILABLE``
+    False); results are the same, since the numba backend is never selected here.
+    """
+    if "bm25s" in sys.modules or "numba" in sys.modules:
+        return require("bm25s", extra=_EXTRA, purpose="the 'bm25' retriever")
+    sys.modules["numba"] = None  # type: ignore[assignment]  # `import numba` now raises ImportError
+    try:
+        return require("bm25s", extra=_EXTRA, purpose="the 'bm25' retriever")
+    finally:
+        del sys.modules["numba"]
+
 class BM25Retriever:
     """BM25 over an in-memory bm25s index.
 
@@ -126,7 +145,7 @@ class BM25Retriever:
         name: str = "bm25",
         progress: bool | None = None,
     ) -> None:
-        self._bm25s = require("bm25s", extra=_EXTRA, purpose="the 'bm25' retriever")
+        self._bm25s = _import_bm25s()
         self.k1, self.b = check_bm25_params("bm25", k1, b)
         if method not in METHODS:
             raise ConfigError(f"bm25: unknown method {method!r}; choose one of {', '.join(METHODS)}")

@@ -60,3 +60,11 @@ def test_evaluate_on_trec_files_does_not_load_pandas(tmp_path: Path, lines: int,
     qrels = tmp_path / "q.qrels"
     qrels.write_text("".join(f"q{i % 7} 0 d{i * 3} {i % 3}\n" for i in range(lines)))
     assert loaded(["evaluate", str(qrels), str(run), "--format", "json"]) == expected
+
+
+def test_bm25_retriever_does_not_import_numba() -> None:
+    """bm25s imports numba when installed (for a backend evalsuite does not use): hidden."""
+    probe = ("import sys; from evalsuite.retrievers import get_retriever; get_retriever('bm25'); "
+             "print('numba' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert proc.stdout.strip() == "False"
