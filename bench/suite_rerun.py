@@ -18,6 +18,7 @@ stderr, each stamped when it arrives:
 * report: from "writing the report" to the process's exit (statistics, HTML, Markdown).
 
     python bench/suite_rerun.py [--suite tasks/default.yaml] [--warm 3]
+    python bench/suite_rerun.py --cache-dir DIR   # warm runs only, on a cache an earlier run filled
 """
 
 from __future__ import annotations
@@ -95,10 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", type=Path, default=REPO / "tasks" / "default.yaml")
     parser.add_argument("--warm", type=int, default=3, help="warm runs (the median is reported)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="an embedding cache an earlier run filled: skip the cold run, time warm runs only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        out, cache = Path(tmp) / "reports", Path(tmp) / "cache"
-        cold = run_once(args.suite, out, cache)
+        out, cache = Path(tmp) / "reports", args.cache_dir or Path(tmp) / "cache"
+        cold = None if args.cache_dir else run_once(args.suite, out, cache)
         warm = [run_once(args.suite, out, cache) for _ in range(args.warm)]
     print(f"suite: {args.suite.relative_to(REPO) if args.suite.is_relative_to(REPO) else args.suite}; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -108,14 +111,16 @@ def main() -> None:
     def cell(r: dict[str, float], key: str) -> str:
         return f"{r[key]:6.2f} ({r[key + '_cpu' if key != 'seconds' else 'cpu']:4.2f})"
 
-    for name, r in (("cold", cold), *((f"warm {i + 1}", w) for i, w in enumerate(warm))):
+    runs = [("cold", cold)] if cold is not None else []
+    for name, r in (*runs, *((f"warm {i + 1}", w) for i, w in enumerate(warm))):
         print(f"{name:8} {cell(r, 'seconds')} {cell(r, 'startup')} {cell(r, 'suite')} {cell(r, 'report')} "
               f"{int(r['encoded']):8d} {int(r['cached']):7d}")
     keys = ("seconds", "startup", "suite", "report", "cpu", "startup_cpu", "suite_cpu", "report_cpu")
     med = {k: statistics.median(w[k] for w in warm) for k in keys}
     print(f"{'warm med':8} {cell(med, 'seconds')} {cell(med, 'startup')} {cell(med, 'suite')} {cell(med, 'report')}")
-    print(f"the warm run (median) is {cold['seconds'] / med['seconds']:.1f}x faster than the cold run "
-          f"(wall clock; {cold['cpu'] / med['cpu']:.1f}x in CPU time)")
+    if cold is not None:
+        print(f"the warm run (median) is {cold['seconds'] / med['seconds']:.1f}x faster than the cold run "
+              f"(wall clock; {cold['cpu'] / med['cpu']:.1f}x in CPU time)")
 
 
 if __name__ == "__main__":
