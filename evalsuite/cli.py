@@ -241,6 +241,11 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="encode everything, read and write no cache")
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bars")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="where encoding and search run (default: the suite's 'executor', local; docs/scale-out.md)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join with --executor ray (default: $RAY_ADDRESS, else the suite's "
+                   "ray.address, else a local Ray instance)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--digits", type=_non_negative, default=4, help="decimals shown (default 4)")
     p.set_defaults(handler=_cmd_run)
@@ -407,7 +412,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         output=output, store=store, progress=False if quiet else args.progress, only_tasks=args.task,
         only_systems=args.system, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         no_cache=args.no_cache, baseline=args.baseline, command=["evalsuite", *sys.argv[1:]], on_event=say,
-        finish=finish,
+        finish=finish, executor=args.executor, ray_address=args.ray_address,
     )
     results = run_suite(suite, options)
     folder = Path(results.path).parent if results.path else None

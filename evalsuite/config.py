@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalsuite.errors import ConfigError, EvalsuiteError
+from evalsuite.executors import RaySpec
 from evalsuite.finetune.spec import FinetuneSpec
 from evalsuite.gates import GateSpec
 from evalsuite.safepaths import check_name, name_problem, names_collide
@@ -93,6 +94,9 @@ class SuiteConfig(_Strict):
     baseline: str | None = Field(default=None, description="results.json or results-store id to compare against")
     gates: list[GateSpec] = Field(default_factory=list)
     finetune: FinetuneSpec | None = Field(default=None, description="the fine-tune loop (evalsuite finetune)")
+    executor: Literal["local", "ray"] = Field(default="local", description="where encoding and search run "
+                                              "(docs/scale-out.md)")
+    ray: RaySpec = Field(default_factory=RaySpec, description="the Ray cluster and workers, for executor: ray")
     source: str = Field(default="", exclude=True)
 
     @field_validator("name", mode="before")

@@ -34,6 +34,7 @@ import numpy as np
 
 from evalsuite.config import RetrieverSpec, SuiteConfig, TaskSpec
 from evalsuite.errors import ConfigError, DataError, EvalsuiteError
+from evalsuite.executors import open_executor
 from evalsuite.results import CellResult, SuiteResults, environment
 from evalsuite.retrievers.base import Retriever
 from evalsuite.tasks.base import STSData, Task
@@ -65,6 +66,8 @@ class RunOptions:
     #: called with the results and the (still temporary) folder before it gets its final name:
     #: gates and report are written there, so a failure in them leaves no results folder
     finish: Callable[[SuiteResults, Path], None] | None = None
+    executor: str | None = None  # "local" or "ray"; None: the suite's ``executor``
+    ray_address: str | None = None  # Ray cluster to join (over $RAY_ADDRESS and the suite's ray.address)
 
 
 def build_task(spec: TaskSpec, suite: SuiteConfig) -> Task:
@@ -235,10 +238,15 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
 
     store = ResultsStore(options.store or store_path(suite, options.output))
     store.check()  # a damaged or locked store fails the run now, not after the work
+    executor = open_executor(options.executor or ("ray" if options.ray_address else suite.executor), suite.ray,
+                             address=options.ray_address,
+                             progress=options.progress, say=say)  # None: everything in this process
     folder = RunFolder(root / suite.name, run_id)
     final = folder.final
     partial = folder.create(started_wall)
     try:
+        if executor is not None:
+            retrievers = executor.attach(retrievers)
         cells: list[CellResult] = []
         task_infos: list[dict[str, Any]] = []
         for spec, task in tasks:
@@ -254,6 +262,8 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                 info.update(n_queries=len(data.queries), n_docs=len(data.corpus), n_judgements=data.qrels.n_rows,
                             query_tags=_query_tags(data))
             task_infos.append(info)
+            if executor is not None:
+                executor.prepare_task(data, retrievers, systems, suite.k)
             indexed: set[int] = set()
             shown_docs: set[str] = set()
             if not isinstance(data, STSData):
@@ -331,6 +341,9 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
     except BaseException:
         folder.abort()
         raise
+    finally:
+        if executor is not None:
+            executor.close()
     folder.commit(lambda: store.add(results))
     return results
 

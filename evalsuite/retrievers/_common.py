@@ -4,9 +4,10 @@ trec_eval ranking order at a top-k cut-off, and quiet model loading."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ from evalsuite.errors import ConfigError
 from evalsuite.models import ModelSource, model_not_found
 from evalsuite.retrievers.cache import EmbeddingCache
 
-__all__ = ["HUB_IGNORE", "check_positive", "id_rank", "local_model_folder", "make_cache", "quiet_transformers",
-           "read_json_object", "top_k"]
+__all__ = ["HUB_IGNORE", "WorkerJob", "check_positive", "id_rank", "local_model_folder", "make_cache",
+           "quiet_transformers", "read_json_object", "top_k"]
 
 #: Files a PyTorch model never needs from the hub: other frameworks' weights and exports.
 HUB_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*",
@@ -109,3 +110,25 @@ def quiet_transformers(progress: bool) -> Iterator[None]:
     finally:
         if was_enabled and not progress:
             hf_logging.enable_progress_bar()
+
+
+class WorkerJob:
+    """``getattr(owner, method)(texts, *args)`` as a picklable callable, for a distributed
+    executor (:mod:`evalsuite.executors`) to run on its workers.
+
+    ``owner`` (a retriever) travels as a shallow copy with the attributes named in ``drop``
+    cleared -- its loaded model, its index, its executor, its cache -- so the worker loads the
+    model on the first call (once per worker) and never writes the cache (the driver does).
+    """
+
+    def __init__(self, owner: Any, method: str, *args: Any, drop: Iterable[str] = ()) -> None:
+        light = copy.copy(owner)
+        for name in drop:
+            setattr(light, name, None)
+        self.owner, self.method, self.args = light, method, args
+
+    def setup(self, cpus: int) -> None:
+        """Nothing to do: torch follows ``OMP_NUM_THREADS``, which Ray sets per worker."""
+
+    def __call__(self, texts: list[str]) -> list[Any]:
+        return list(getattr(self.owner, self.method)(texts, *self.args))

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CacheStats", "EmbeddingCache", "cached_encode", "default_cache_dir", "text_key"]
+__all__ = ["CacheStats", "EmbeddingCache", "cached_encode", "default_cache_dir", "pack_encoded", "text_key",
+           "unpack_encoded"]
 
 Encoded = Any  # np.ndarray, or a tuple of arrays (sparse: indices, values)
 
@@ -84,6 +85,17 @@ def _unpack(blob: bytes) -> Encoded:
     if offset != len(blob):
         raise ValueError("malformed cache row")
     return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+
+def pack_encoded(value: Encoded) -> bytes:
+    """An encoding (array or tuple of arrays) as bytes, in the cache's row format (also how
+    distributed workers send encodings back: :mod:`evalsuite.executors.ray`)."""
+    return _pack(value)
+
+
+def unpack_encoded(blob: bytes) -> Encoded:
+    """The inverse of :func:`pack_encoded`; ``ValueError`` on a malformed row."""
+    return _unpack(blob)
 
 
 def _checksum(blob: bytes) -> bytes:

@@ -93,9 +93,9 @@ from numpy.typing import NDArray
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError
 from evalsuite.models import ModelSource, content_fingerprint, resolve_model
+from evalsuite.retrievers._common import WorkerJob, local_model_folder
 from evalsuite.retrievers._common import check_positive as _check_positive
 from evalsuite.retrievers._common import id_rank as _id_rank
-from evalsuite.retrievers._common import local_model_folder
 from evalsuite.retrievers._common import make_cache as _make_cache
 from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
 from evalsuite.retrievers._common import read_json_object as _read_json
@@ -617,6 +617,9 @@ class ColbertRetriever:
                                   model_fingerprint=self._fingerprint, params=params)
         self.stats: dict[str, float] = {}
         self._encoder: _CheckpointEncoder | _BiEncoderTokens | None = None
+        #: where encoding runs: ``None`` here; an executor of :mod:`evalsuite.executors` sends
+        #: uncached texts to its workers (set by the runner for ``executor: ray``)
+        self.executor: Any = None
         self._tokens: Matrix | None = None
         self._offsets: NDArray[np.int64] | None = None
         self._token_doc: NDArray[np.int64] | None = None
@@ -657,14 +660,24 @@ class ColbertRetriever:
             fp["skiplist"] = list(self._checkpoint.skiplist) if task == "document" else []
         return fp
 
-    def _encode_cached(self, texts: Sequence[str], task: str) -> tuple[list[Matrix], CacheStats]:
+    def _encode(self, batch: list[str], task: str) -> list[NDArray[Any]]:
+        """Token matrices of ``batch`` (float32 for queries, float16 for documents), uncached."""
         is_query = task == "query"
         dtype = np.float32 if is_query else np.float16
+        return [m.astype(dtype) for m in self._load().encode(batch, is_query=is_query)]
+
+    def _encode_cached(self, texts: Sequence[str], task: str) -> tuple[list[Matrix], CacheStats]:
+        executor = self.executor
 
         def encode(batch: list[str]) -> list[NDArray[Any]]:
-            return [m.astype(dtype) for m in self._load().encode(batch, is_query=is_query)]
+            if executor is None:
+                return self._encode(batch, task)
+            job = WorkerJob(self, "_encode", task, drop=("_encoder", "_tokens", "_offsets", "_token_doc", "_faiss",
+                                                         "_doc_ids", "_id_rank", "_cache", "executor"))
+            return list(executor.encode(job, batch))  # uncached texts only, on the executor's workers
 
-        values, stats = cached_encode(texts, encode, cache=self._cache, fingerprint=self._fingerprint_for(task))
+        values, stats = cached_encode(texts, encode, cache=self._cache, fingerprint=self._fingerprint_for(task),
+                                      chunk_size=getattr(executor, "encode_chunk_size", 4096))
         return values, stats
 
     # -- index ---------------------------------------------------------------------------------

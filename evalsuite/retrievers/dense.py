@@ -33,6 +33,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ from evalsuite.retrievers.encoders import (
     DEFAULT_MODEL,
     Backend,
     Encoder,
+    EncoderJob,
     ExportedOnnxEncoder,
     Kind,
     OnnxEncoder,
@@ -60,7 +62,7 @@ from evalsuite.retrievers.encoders import (
 )
 from evalsuite.types import Corpus, Queries, Run
 
-__all__ = ["DenseRetriever"]
+__all__ = ["DenseRetriever", "FaissIndex", "IndexSpec"]
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
 Similarity = Literal["cosine", "dot"]
@@ -210,12 +212,16 @@ class DenseRetriever:
         )
         self.stats: dict[str, float] = {}
         self.embed_stats: dict[str, float] = {}
-        self._faiss_index: Any = None
-        self._quantizer: Any = None  # an IVF index's coarse quantizer (kept alive with it)
+        #: where encoding and search run: ``None`` in this process; an executor of
+        #: :mod:`evalsuite.executors` (set by the runner for ``executor: ray``) sends uncached
+        #: texts to its workers and shards the index over them
+        self.executor: Any = None
+        self._faiss: FaissIndex | None = None
+        self._faiss_index: Any = None  # the FAISS object of ``_faiss``
+        self._shards: Any = None
+        self._dim = 0
         self._doc_ids: NDArray[np.object_] | None = None
         self._id_rank: NDArray[np.int64] | None = None
-        self._ivf_nlist = 0
-        self._ivf_nprobe = 0
 
     # -- description -------------------------------------------------------------------------------
 
@@ -256,11 +262,14 @@ class DenseRetriever:
         fingerprint = {**fingerprint_for(self.encoder, kind), "format": "float32 vector"}
 
         def encode(batch: list[str]) -> list[NDArray[np.float32]]:
+            if self.executor is not None:  # uncached texts only: cached_encode asks for nothing else
+                return list(self.executor.encode(EncoderJob(self.encoder, kind, self.batch_size), batch))
             vectors = self.encoder.encode(batch, kind=kind, batch_size=self.batch_size,
                                           show_progress=self._show_progress())
             return list(vectors)
 
-        rows, stats = cached_encode(texts, encode, cache=self._cache, fingerprint=fingerprint)
+        rows, stats = cached_encode(texts, encode, cache=self._cache, fingerprint=fingerprint,
+                                    chunk_size=getattr(self.executor, "encode_chunk_size", 4096))
         invalid = _invalid_rows(rows)
         if invalid:  # never serve them: encode again and overwrite the cache entries
             fresh = encode([texts[i] for i in invalid])
@@ -294,7 +303,6 @@ class DenseRetriever:
         began = time.perf_counter()
         vectors, cstats, invalid = self._encode(corpus.contents(), "document")
         build_began = time.perf_counter()
-        faiss = require("faiss", package="faiss-cpu", extra="dense", purpose="the dense retriever")
         n, d = vectors.shape
         self.stats = {
             "docs": float(n),
@@ -305,38 +313,37 @@ class DenseRetriever:
             "cache_invalid_reencoded": float(invalid),
             "encode_seconds": cstats.seconds_encoding,
         }
-        if self.index_kind == "flat":
-            index = faiss.IndexFlatIP(d)
-        elif self.index_kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, self.m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.ef_construction
-        else:
-            wanted = self.nlist if self.nlist is not None else max(1, round(4 * float(np.sqrt(n))))
-            self._ivf_nlist = max(1, min(wanted, n // _MIN_POINTS_PER_CELL))
-            if self.nlist is not None and self._ivf_nlist < self.nlist:
-                warnings.warn(
-                    f"retriever {self.meta.name!r}: nlist={self.nlist} needs at least "
-                    f"{self.nlist * _MIN_POINTS_PER_CELL} documents to train; {n} documents give "
-                    f"nlist={self._ivf_nlist}", UserWarning, stacklevel=2)
-            self._ivf_nprobe = min(self.nprobe, self._ivf_nlist)
-            self._quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFFlat(self._quantizer, d, self._ivf_nlist, faiss.METRIC_INNER_PRODUCT)
-            # the cap above keeps >= 39 points per cell whenever the corpus allows; below 39
-            # documents (one cell) FAISS would still print its "provide more points" warning
-            index.cp.min_points_per_centroid = 1
-            index.train(vectors)
-            self.stats.update({"ivf_nlist": float(self._ivf_nlist), "ivf_nprobe": float(self._ivf_nprobe)})
-        index.add(vectors)
-        self._faiss_index = index
         self._doc_ids = corpus.ids
         self._id_rank = _id_rank(corpus.ids)
+        self._close_shards()
+        if self.executor is not None:  # sharded over the executor's workers (evalsuite.executors)
+            self._shards = self.executor.dense_index(vectors, self._id_rank, self.index_spec, name=self.meta.name)
+            self._faiss = self._faiss_index = None
+            self.stats.update(self._shards.stats)
+        else:
+            self._faiss = FaissIndex(vectors, self.index_spec, name=self.meta.name)
+            self._faiss_index = self._faiss.index
+            if self.index_kind == "ivf":
+                self.stats.update({"ivf_nlist": float(self._faiss.nlist), "ivf_nprobe": float(self._faiss.nprobe)})
+        self._dim = d
         now = time.perf_counter()
         self.stats.update({"index_build_seconds": now - build_began, "index_seconds": now - began})
+
+    @property
+    def index_spec(self) -> IndexSpec:
+        """The FAISS index parameters of this retriever (shared with sharded indexes)."""
+        return IndexSpec(kind=self.index_kind, m=self.m, ef_construction=self.ef_construction,
+                         ef_search=self.ef_search, nlist=self.nlist, nprobe=self.nprobe)
+
+    def _close_shards(self) -> None:
+        if self._shards is not None:
+            self._shards.close()
+            self._shards = None
 
     def search(self, queries: Queries, *, k: int = 100) -> Run:
         """Top ``k`` documents per query (at most the corpus size), by cosine or inner product."""
         k = check_k(k)
-        if self._faiss_index is None or self._doc_ids is None or self._id_rank is None:
+        if (self._faiss is None and self._shards is None) or self._doc_ids is None or self._id_rank is None:
             raise ConfigError(f"retriever {self.meta.name!r}: call index(corpus) before search()")
         began = time.perf_counter()
         texts = [str(t) for t in queries.texts.tolist()]
@@ -344,10 +351,14 @@ class DenseRetriever:
         width = min(k, len(self._doc_ids))
         search_began = time.perf_counter()
         if len(texts):
-            if vectors.shape[1] != self._faiss_index.d:
+            if vectors.shape[1] != self._dim:
                 raise ConfigError(f"retriever {self.meta.name!r}: query vectors have {vectors.shape[1]} dimensions, "
-                                  f"the index {self._faiss_index.d}")
-            indices, scores = self._top(vectors, width)
+                                  f"the index {self._dim}")
+            if self._shards is not None:
+                indices, scores = self._shards.top(vectors, width)
+            else:
+                assert self._faiss is not None
+                indices, scores = self._faiss.top(vectors, width, self._id_rank)
         else:
             indices, scores = np.zeros((0, width), np.int64), np.zeros((0, width), np.float32)
         now = time.perf_counter()
@@ -363,30 +374,85 @@ class DenseRetriever:
         })
         return Run.from_topk(queries.ids, self._doc_ids, indices, scores, name=self.meta.name)
 
-    def _faiss_search(self, vectors: NDArray[np.float32], depth: int) -> tuple[NDArray[Any], NDArray[Any]]:
+# -- FAISS index ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How a FAISS index is built and searched: the dense retriever's index parameters (see
+    :class:`DenseRetriever`); picklable, so that workers build shards the same way."""
+
+    kind: IndexKind = "flat"
+    m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    nlist: int | None = None
+    nprobe: int = 16
+
+
+class FaissIndex:
+    """A FAISS inner-product index over float32 rows, searched in the evaluation's ranking order.
+
+    Used by :class:`DenseRetriever` for its whole corpus and by sharded executors for one
+    shard each (:mod:`evalsuite.executors`), so that both build and rank the same way.
+    """
+
+    def __init__(self, vectors: NDArray[np.float32], spec: IndexSpec, *, name: str = "dense") -> None:
+        faiss = require("faiss", package="faiss-cpu", extra="dense", purpose="the dense retriever")
+        n, d = vectors.shape
+        self.spec = spec
+        self.n, self.d = n, d
+        self.nlist = self.nprobe = 0
+        self.quantizer: Any = None  # an IVF index's coarse quantizer (kept alive with it)
+        if spec.kind == "flat":
+            index = faiss.IndexFlatIP(d)
+        elif spec.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, spec.m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = spec.ef_construction
+        else:
+            wanted = spec.nlist if spec.nlist is not None else max(1, round(4 * float(np.sqrt(n))))
+            self.nlist = max(1, min(wanted, n // _MIN_POINTS_PER_CELL))
+            if spec.nlist is not None and self.nlist < spec.nlist:
+                warnings.warn(
+                    f"retriever {name!r}: nlist={spec.nlist} needs at least "
+                    f"{spec.nlist * _MIN_POINTS_PER_CELL} documents to train; {n} documents give "
+                    f"nlist={self.nlist}", UserWarning, stacklevel=3)
+            self.nprobe = min(spec.nprobe, self.nlist)
+            self.quantizer = faiss.IndexFlatIP(d)
+            index = faiss.IndexIVFFlat(self.quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
+            # the cap above keeps >= 39 points per cell whenever the corpus allows; below 39
+            # documents (one cell) FAISS would still print its "provide more points" warning
+            index.cp.min_points_per_centroid = 1
+            index.train(vectors)
+        index.add(vectors)
+        self.index = index
+
+    def search(self, vectors: NDArray[np.float32], depth: int) -> tuple[NDArray[Any], NDArray[Any]]:
+        """FAISS's ``depth`` nearest rows per query: (scores float32, row indices; -1: none)."""
         faiss = require("faiss", package="faiss-cpu", extra="dense", purpose="the dense retriever")
         params = None
-        if self.index_kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, depth))
-        elif self.index_kind == "ivf":
-            params = faiss.SearchParametersIVF(nprobe=self._ivf_nprobe)
-        scores, indices = self._faiss_index.search(vectors, depth, params=params)
+        if self.spec.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.spec.ef_search, depth))
+        elif self.spec.kind == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        scores, indices = self.index.search(vectors, depth, params=params)
         return np.asarray(scores, dtype=np.float32), np.asarray(indices, dtype=np.int64)
 
-    def _top(self, vectors: NDArray[np.float32], width: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """The ``width`` best documents per query in ranking order (score descending, then doc
-        id descending), fetching more candidates where documents tie at the cut-off."""
-        assert self._id_rank is not None
-        n_docs = len(self._id_rank)
+    def top(self, vectors: NDArray[np.float32], width: int,
+            id_rank: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The ``width`` best rows per query in ranking order (score descending at float32, then
+        doc id descending: ``id_rank`` is each row's rank in doc-id order), fetching more
+        candidates where rows tie at the cut-off. Missing rows (fewer found): index -1."""
+        n_docs = self.n
         out_idx = np.full((len(vectors), width), -1, dtype=np.int64)
         out_val = np.zeros((len(vectors), width), dtype=np.float32)
         pending = np.arange(len(vectors))
         depth = min(n_docs, width + _TIE_MARGIN)
-        while len(pending):
-            scores, indices = self._faiss_search(vectors[pending], depth)
+        while len(pending) and width:
+            scores, indices = self.search(vectors[pending], depth)
             valid = indices >= 0
             keys = np.where(valid, scores, -np.inf).astype(np.float32)
-            rank = np.where(valid, self._id_rank[np.where(valid, indices, 0)], -1)
+            rank = np.where(valid, id_rank[np.where(valid, indices, 0)], -1)
             order = np.lexsort((-rank, -keys), axis=-1)[:, :width]
             top_idx = np.take_along_axis(np.where(valid, indices, -1), order, axis=-1)
             top_val = np.take_along_axis(np.where(valid, scores, 0.0), order, axis=-1)

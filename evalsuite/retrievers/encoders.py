@@ -59,6 +59,7 @@ from evalsuite.retrievers._common import read_json_object as _read_json
 __all__ = [
     "DEFAULT_MODEL",
     "Encoder",
+    "EncoderJob",
     "ExportedOnnxEncoder",
     "OnnxEncoder",
     "SentenceTransformerEncoder",
@@ -358,6 +359,13 @@ class SentenceTransformerEncoder:
     def __repr__(self) -> str:
         return f"SentenceTransformerEncoder({self.name!r}, precision={self.precision!r}, device={self.device!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the loaded model (workers of a distributed executor load it once)."""
+        return {**self.__dict__, "_model": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     @property
     def dim(self) -> int:
         """Output dimension (read from the model's config files; loads the model if they do
@@ -567,6 +575,14 @@ class OnnxEncoder:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, pooling={self.pooling!r}, max_length={self.max_length})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the session and tokenizer (workers of a distributed executor open
+        them once)."""
+        return {**self.__dict__, "_session": None, "_tokenizer": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     @property
     def dim(self) -> int:
@@ -957,6 +973,28 @@ def _onnx_package_optional() -> Iterator[None]:
         yield
     finally:
         onnx_proto_utils._add_onnxscript_fn = original
+
+
+@dataclass
+class EncoderJob:
+    """Encoding with ``encoder`` as ``kind``, as a picklable callable ``job(texts) -> vectors``.
+
+    What a distributed executor (:mod:`evalsuite.executors`) ships to its workers: the
+    encoder travels without its loaded model and loads it on the first call, once per
+    worker. :meth:`setup` gives an ONNX Runtime encoder without an explicit thread count the
+    worker's CPUs (torch follows ``OMP_NUM_THREADS``, which Ray sets per worker).
+    """
+
+    encoder: Encoder
+    kind: Kind
+    batch_size: int = 32
+
+    def setup(self, cpus: int) -> None:
+        if isinstance(self.encoder, OnnxEncoder) and self.encoder.threads is None and self.encoder._session is None:
+            self.encoder.threads = max(1, cpus)
+
+    def __call__(self, texts: list[str]) -> list[FloatMatrix]:
+        return list(self.encoder.encode(texts, kind=self.kind, batch_size=self.batch_size))
 
 
 # -- factory --------------------------------------------------------------------------------------

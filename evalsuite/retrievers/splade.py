@@ -41,9 +41,9 @@ from numpy.typing import NDArray
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError
 from evalsuite.models import ModelSource, content_fingerprint, resolve_model
+from evalsuite.retrievers._common import WorkerJob, local_model_folder
 from evalsuite.retrievers._common import check_positive as _check_positive
 from evalsuite.retrievers._common import id_rank as _id_rank
-from evalsuite.retrievers._common import local_model_folder
 from evalsuite.retrievers._common import make_cache as _make_cache
 from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
 from evalsuite.retrievers._common import top_k as _top_k
@@ -134,6 +134,9 @@ class SpladeRetriever:
         )
         self.stats: dict[str, float] = {}
         self._encoder: Any = None
+        #: where encoding runs: ``None`` here; an executor of :mod:`evalsuite.executors` sends
+        #: uncached texts to its workers (set by the runner for ``executor: ray``)
+        self.executor: Any = None
         self._doc_ids: NDArray[np.object_] | None = None
         self._id_rank: NDArray[np.int64] | None = None
         self._inverted: scipy.sparse.csr_matrix | None = None
@@ -199,8 +202,17 @@ class SpladeRetriever:
 
     def _encode_cached(self, texts: Sequence[str], task: str) -> tuple[list[SparseVector], CacheStats]:
         fingerprint = self._fingerprint_for(task)
-        return cached_encode(texts, lambda batch: self._encode(batch, task), cache=self._cache,
-                             fingerprint=fingerprint)
+        executor = self.executor
+
+        def encode(batch: list[str]) -> list[SparseVector]:
+            if executor is None:
+                return self._encode(batch, task)
+            job = WorkerJob(self, "_encode", task, drop=("_encoder", "_inverted", "_doc_ids", "_id_rank", "_cache",
+                                                         "executor"))
+            return list(executor.encode(job, batch))  # uncached texts only, on the executor's workers
+
+        return cached_encode(texts, encode, cache=self._cache, fingerprint=fingerprint,
+                             chunk_size=getattr(executor, "encode_chunk_size", 4096))
 
     # -- index / search --------------------------------------------------------------------
 

