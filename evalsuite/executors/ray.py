@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from evalsuite._optional import require
-from evalsuite.errors import ConfigError
+from evalsuite.errors import ConfigError, EvalsuiteError
 from evalsuite.executors import EncodeJob, RaySpec, Shard, ShardedIndex, attach_encoding, merge_top, shard_bounds
 
 __all__ = ["RayExecutor"]
@@ -165,7 +165,7 @@ class RayExecutor:
                 compute=ray.data.ActorPoolStrategy(size=spec.num_workers),
                 num_cpus=spec.num_cpus_per_worker, num_gpus=spec.num_gpus_per_worker or None, **remote)
         out: list[Any] = [None] * n
-        with _quiet_stderr(not self.progress):
+        with _quiet_stderr(not self.progress), _user_errors():
             for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
                 for i, blob in zip(batch["i"].tolist(), batch["value"]):
                     out[i] = unpack_encoded(bytes(blob))
@@ -219,7 +219,8 @@ class RayExecutor:
             return None
         import ray
 
-        output: CellOutput = ray.get(ref)[proxy.name]
+        with _user_errors():
+            output: CellOutput = ray.get(ref)[proxy.name]
         return output
 
 
@@ -283,7 +284,8 @@ class RayShards:
         self._rows = [ray.put(np.ascontiguousarray(vectors[lo:hi])) for lo, hi in bounds]
         self.actors: list[Any] = [actor.remote(rows, self.id_rank[lo:hi], lo, spec)
                                   for rows, (lo, hi) in zip(self._rows, bounds)]
-        shard_stats = ray.get([a.stats.remote() for a in self.actors])
+        with _user_errors():
+            shard_stats = ray.get([a.stats.remote() for a in self.actors])
         self.stats: dict[str, float] = {"shards": float(len(self.actors))}
         if any(s["ivf_nlist"] for s in shard_stats):
             self.stats["ivf_nlist_per_shard_min"] = min(s["ivf_nlist"] for s in shard_stats)
@@ -293,7 +295,8 @@ class RayShards:
         import ray
 
         queries = ray.put(np.ascontiguousarray(vectors, dtype=np.float32))
-        parts = ray.get([a.top.remote(queries, width) for a in self.actors])
+        with _user_errors():
+            parts = ray.get([a.top.remote(queries, width) for a in self.actors])
         began = time.perf_counter()
         merged = merge_top(parts, width, self.id_rank)
         self.merge_seconds = time.perf_counter() - began
@@ -430,6 +433,29 @@ def _check_reachable(address: str, timeout: float) -> None:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
         raise ConfigError(f"cannot reach the Ray cluster at {address!r} within {timeout:g} s ({reason}); start one "
                           "with 'ray start --head', or fix ray.address / --ray-address / $RAY_ADDRESS") from None
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """An :class:`EvalsuiteError` raised on a worker (a model that cannot be loaded, a bad
+    option) reaches the caller as itself -- one line, exit 2 -- not as Ray's wrapper of it
+    (whose message carries the worker's traceback)."""
+    try:
+        yield
+    except Exception as exc:
+        from ray.exceptions import RayError
+
+        seen: set[int] = set()
+        stack: list[BaseException | None] = [exc]
+        while stack:
+            error = stack.pop()
+            if error is None or id(error) in seen:
+                continue
+            seen.add(id(error))
+            if isinstance(error, EvalsuiteError) and not isinstance(error, RayError):
+                raise error from None
+            stack += [error.__context__, error.__cause__, getattr(error, "cause", None)]
+        raise
 
 
 @contextlib.contextmanager

