@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalsuite.errors import UnknownNameError
+
+if TYPE_CHECKING:  # suites import RaySpec: keep this module light (numpy on first use)
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["EXECUTORS", "EncodeJob", "Executor", "LocalExecutor", "LocalShards", "RaySpec", "Shard",
            "ShardedIndex", "merge_top", "open_executor", "shard_bounds"]
@@ -120,6 +122,8 @@ class Shard:
     numbers."""
 
     def __init__(self, vectors: NDArray[np.float32], id_rank: NDArray[np.int64], offset: int, spec: Any) -> None:
+        import numpy as np
+
         from evalsuite.retrievers.dense import FaissIndex
 
         self.offset = offset
@@ -132,6 +136,8 @@ class Shard:
 
     def top(self, queries: NDArray[np.float32], width: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """This shard's best ``min(width, rows)`` per query, in ranking order (global rows)."""
+        import numpy as np
+
         idx, val = self.index.top(queries, min(width, self.index.n), self.id_rank)
         return np.where(idx >= 0, idx + self.offset, -1), val
 
@@ -145,6 +151,8 @@ def merge_top(parts: Sequence[tuple[NDArray[np.int64], NDArray[np.float32]]], wi
     ``width`` in that order, so the global best ``width`` are among the candidates and come
     out in the same order as from one index over all rows. Exact for a flat index; for
     HNSW and IVF each shard is its own approximation (see ``docs/scale-out.md``)."""
+    import numpy as np
+
     idx = np.concatenate([p[0] for p in parts], axis=1)
     val = np.concatenate([p[1] for p in parts], axis=1).astype(np.float32)
     valid = idx >= 0
