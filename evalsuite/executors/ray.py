@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from evalsuite._optional import require
-from evalsuite.errors import ConfigError, EvalsuiteError
+from evalsuite.errors import ConfigError, DataError, EvalsuiteError
 from evalsuite.executors import EncodeJob, RaySpec, Shard, ShardedIndex, attach_encoding, merge_top, shard_bounds
 
 __all__ = ["RayExecutor"]
@@ -167,6 +167,10 @@ class RayExecutor:
         out: list[Any] = [None] * n
         with _quiet_stderr(not self.progress), _user_errors():
             for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
+                failed = [str(e) for e in batch["error"] if e]
+                if failed:  # an evalsuite error on a worker: one line here too (a DataError stays one)
+                    name, _, message = failed[0].partition("\t")
+                    raise (DataError if name == "DataError" else ConfigError)(message)
                 for i, blob in zip(batch["i"].tolist(), batch["value"]):
                     out[i] = unpack_encoded(bytes(blob))
         missing = sum(1 for v in out if v is None)
@@ -241,12 +245,19 @@ class _EncodeActor:
     def __call__(self, batch: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         from evalsuite.retrievers.cache import pack_encoded
 
-        values = self.job([str(t) for t in batch["text"]])
-        if len(values) != len(batch["text"]):
-            raise RuntimeError(f"the encoder returned {len(values)} encodings for {len(batch['text'])} texts")
-        blobs = np.empty(len(values), dtype=object)
-        blobs[:] = [pack_encoded(v) for v in values]
-        return {"i": np.asarray(batch["i"], dtype=np.int64), "value": blobs}
+        n = len(batch["text"])
+        errors = np.full(n, "", dtype=object)
+        blobs = np.empty(n, dtype=object)
+        try:
+            values = self.job([str(t) for t in batch["text"]])
+        except EvalsuiteError as exc:  # sent back in-band: Ray Data keeps only the text of exceptions
+            errors[:] = f"{type(exc).__name__}\t{exc}"
+            blobs[:] = b""
+        else:
+            if len(values) != n:
+                raise RuntimeError(f"the encoder returned {len(values)} encodings for {n} texts")
+            blobs[:] = [pack_encoded(v) for v in values]
+        return {"i": np.asarray(batch["i"], dtype=np.int64), "value": blobs, "error": errors}
 
 
 # -- sharded dense index ---------------------------------------------------------------------------
