@@ -112,16 +112,17 @@ def test_executor_names_and_suite_options(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match="did you mean 'ray'"):
         open_executor("rya")
     suite = tmp_path / "s.yaml"
-    suite.write_text("name: s\ntasks: [{name: t, type: beir, path: x}]\nexecutor: ray\n"
+    HEAD = "name: s\ntasks: [{name: t, type: beir, path: x}]\nretrievers: [{name: b, type: bm25}]\n"
+    suite.write_text(HEAD + "executor: ray\n"
                      "ray: {num_workers: 3, batch_size: 64, num_gpus_per_worker: 1}\n")
     spec = load_suite(suite)
     assert spec.executor == "ray" and spec.ray.num_workers == 3 and spec.ray.num_gpus_per_worker == 1
     assert spec.ray.address is None and spec.ray.num_shards is None
-    suite.write_text("name: s\ntasks: [{name: t, type: beir, path: x}]\nexecutor: ray\nray:\n  num_workerz: 3\n")
-    with pytest.raises(ConfigError, match=r"s.yaml:5: ray.num_workerz: Extra inputs"):
+    suite.write_text(HEAD + "executor: ray\nray:\n  num_workerz: 3\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:6: ray.num_workerz: Extra inputs"):
         load_suite(suite)
-    suite.write_text("name: s\ntasks: [{name: t, type: beir, path: x}]\nexecutor: spark\n")
-    with pytest.raises(ConfigError, match=r"s.yaml:3: executor: Input should be 'local' or 'ray'"):
+    suite.write_text(HEAD + "executor: spark\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:4: executor: Input should be 'local' or 'ray'"):
         load_suite(suite)
 
 
