@@ -248,10 +248,14 @@ def _add_run(sub: Any) -> None:
                    "ray.address, else a local Ray instance)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--digits", type=_non_negative, default=4, help="decimals shown (default 4)")
+    p.add_argument("--costs", action="store_true", help="also print each system's costs (index size per document, "
+                   "query latency p50/p95, queries/s, index time)")
     p.set_defaults(handler=_cmd_run)
 
 
-def _print_results(results: Any, digits: int, out: TextIO) -> None:
+def _print_results(results: Any, digits: int, out: TextIO, costs: bool = False) -> None:
+    from evalsuite.retrievers.cost import COST_COLUMNS, cost_cells
+
     for task in dict.fromkeys(c.task for c in results.cells):
         cells = [c for c in results.cells if c.task == task]
         metrics = list(dict.fromkeys(m for c in cells for m in c.aggregate))
@@ -259,10 +263,12 @@ def _print_results(results: Any, digits: int, out: TextIO) -> None:
         rows = []
         for c in cells:
             row = [c.system, *(_format_number(c.aggregate.get(m, math.nan), digits) for m in metrics)]
+            row += cost_cells(c.costs) if costs else []
             if c.notes:
                 row.append(c.notes[0])
             rows.append(row)
-        _print_table(rows, ["system", *metrics] + (["note"] if any(c.notes for c in cells) else []), out)
+        _print_table(rows, ["system", *metrics] + (list(COST_COLUMNS) if costs else [])
+                     + (["note"] if any(c.notes for c in cells) else []), out)
     for skipped in results.skipped:
         print(f"\nskipped task {skipped['task']}: {skipped['reason']}", file=out)
 
@@ -421,7 +427,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         code = reports[0].exit_code
     if comparisons:  # the verdict heads the summary
         print("\n" + "\n".join(verdict_text(comparisons[0].verdicts)), file=sys.stdout)
-    _print_results(results, args.digits, sys.stdout)
+    _print_results(results, args.digits, sys.stdout, costs=args.costs)
     if reports:
         _print_gates(reports[0], sys.stdout)
     if folder is not None and not args.no_report:

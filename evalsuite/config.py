@@ -97,6 +97,7 @@ class SuiteConfig(_Strict):
     executor: Literal["local", "ray"] = Field(default="local", description="where encoding and search run "
                                               "(docs/scale-out.md)")
     ray: RaySpec = Field(default_factory=RaySpec, description="the Ray cluster and workers, for executor: ray")
+    cost_queries: int = Field(default=50, ge=0, description="queries timed one at a time per system (0: no latency)")
     source: str = Field(default="", exclude=True)
 
     @field_validator("name", mode="before")

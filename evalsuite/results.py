@@ -81,6 +81,7 @@ class CellResult:
     #: STS only: the system's score and the gold score of every sentence pair, in file order
     #: ({"predicted": [...], "gold": [...]}), what a bootstrap over pairs resamples
     pair_scores: dict[str, list[float]] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)  # evalsuite.retrievers.cost (fixed key names)
 
     def per_query_frame(self) -> pd.DataFrame:
         """Per-query values: index query_id, a column per metric (NaN where excluded)."""

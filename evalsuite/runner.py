@@ -37,6 +37,7 @@ from evalsuite.errors import ConfigError, DataError, EvalsuiteError
 from evalsuite.executors import open_executor
 from evalsuite.results import CellResult, SuiteResults, environment
 from evalsuite.retrievers.base import Retriever
+from evalsuite.retrievers.cost import CostMeter
 from evalsuite.tasks.base import STSData, Task
 from evalsuite.types import TaskData
 
@@ -267,6 +268,8 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             indexed: set[int] = set()
             shown_docs: set[str] = set()
             if not isinstance(data, STSData):
+                meter = CostMeter(data.corpus, data.queries, k=suite.k, latency_queries=suite.cost_queries,
+                                  seed=suite.seed)
                 info["leakage"] = _leakage_summary(data, meta.content_hash, _cache_root(suite, options), say)
             for system in systems:
                 retriever = retrievers[system]
@@ -315,6 +318,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                 cell.missing_queries = list(result.missing_queries)
                 cell.excluded_queries = list(result.excluded_queries)
                 cell.stats = dict(retriever.stats)
+                cell.costs = meter.measure(retriever, index_seconds=cell.timing["index"])
                 run_file = Path("runs") / f"{_safe(spec.name)}__{_safe(system)}.trec"
                 write_run(run, folder.path(run_file))
                 shown_docs.update(run.top_k(DETAIL_DEPTH).doc_ids.tolist())
@@ -366,6 +370,9 @@ def _sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, 
         cell.notes.append(f"not applicable: {system} ({retriever.meta.kind}) has no sentence encoder for STS")
         say(f"{spec.name} / {system}: not applicable (no sentence encoder)")
         return cell
+    from evalsuite.retrievers.cost import model_size
+
+    cell.costs["model_bytes"], cell.costs["parameters"] = model_size(retriever)
     t0 = time.perf_counter()
     result = evaluate_sts(data, encoder)
     cell.timing["encode_and_score"] = time.perf_counter() - t0
