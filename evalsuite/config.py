@@ -71,6 +71,16 @@ class RetrieverSpec(_Strict):
     name: str
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, Any] | None = Field(default=None, description="quality/cost grid (evalsuite.retrievers.sweep)")
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from evalsuite.retrievers.sweep import parse_sweep
+
+            parse_sweep(value)  # a ConfigError becomes this field's one-line error
+        return value
 
     @field_validator("name", mode="before")
     @classmethod

@@ -121,6 +121,10 @@ def build_retrievers(suite: SuiteConfig, options: RunOptions) -> dict[str, Retri
             if any(r in {p.name for p in pending} and r != spec.name for r in refs):
                 continue  # build its components first
             built[spec.name] = _construct(spec, suite, options, built, get_retriever, retriever_class)
+            if spec.sweep is not None:  # one system per grid point, all from one encoding
+                from evalsuite.retrievers.sweep import expand_sweep
+
+                built.update(expand_sweep(spec.name, built.pop(spec.name), spec.sweep))
             pending.remove(spec)
             progressed = True
         if not progressed:
@@ -319,12 +323,17 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                 cell.excluded_queries = list(result.excluded_queries)
                 cell.stats = dict(retriever.stats)
                 cell.costs = meter.measure(retriever, index_seconds=cell.timing["index"])
+                cell.notes.extend(getattr(retriever, "notes", ()))
                 run_file = Path("runs") / f"{_safe(spec.name)}__{_safe(system)}.trec"
                 write_run(run, folder.path(run_file))
                 shown_docs.update(run.top_k(DETAIL_DEPTH).doc_ids.tolist())
                 cell.run_file = str(run_file)
                 cells.append(cell)
                 say(f"{spec.name} / {system}: " + ", ".join(f"{m}={v:.4f}" for m, v in cell.aggregate.items()))
+            from evalsuite.retrievers.sweep import sweep_summaries
+
+            for line in sweep_summaries({n: retrievers[n] for n in systems}):
+                say(f"{spec.name}: {line}")
             if not isinstance(data, STSData):
                 _write_details(data, shown_docs, folder.path(f"details/{_safe(spec.name)}.json"))
                 info["details_file"] = f"details/{_safe(spec.name)}.json"

@@ -32,7 +32,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,7 +62,7 @@ from evalsuite.retrievers.encoders import (
 )
 from evalsuite.types import Corpus, Queries, Run
 
-__all__ = ["DenseRetriever", "FaissIndex", "IndexSpec"]
+__all__ = ["DenseRetriever", "FaissIndex", "IndexSpec", "top_with_ties"]
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
 Similarity = Literal["cosine", "dot"]
@@ -443,32 +443,44 @@ class FaissIndex:
         """The ``width`` best rows per query in ranking order (score descending at float32, then
         doc id descending: ``id_rank`` is each row's rank in doc-id order), fetching more
         candidates where rows tie at the cut-off. Missing rows (fewer found): index -1."""
-        n_docs = self.n
-        out_idx = np.full((len(vectors), width), -1, dtype=np.int64)
-        out_val = np.zeros((len(vectors), width), dtype=np.float32)
-        pending = np.arange(len(vectors))
-        depth = min(n_docs, width + _TIE_MARGIN)
-        while len(pending) and width:
-            scores, indices = self.search(vectors[pending], depth)
-            valid = indices >= 0
-            keys = np.where(valid, scores, -np.inf).astype(np.float32)
-            rank = np.where(valid, id_rank[np.where(valid, indices, 0)], -1)
-            order = np.lexsort((-rank, -keys), axis=-1)[:, :width]
-            top_idx = np.take_along_axis(np.where(valid, indices, -1), order, axis=-1)
-            top_val = np.take_along_axis(np.where(valid, scores, 0.0), order, axis=-1)
-            # a tie between the k-th score and the last candidate may continue beyond it
-            last = keys[:, depth - 1]
-            kth = np.take_along_axis(keys, order[:, width - 1:width], axis=-1)[:, 0]
-            unresolved = (depth < n_docs) & valid[:, depth - 1] & (last == kth)
-            done = ~unresolved
-            out_idx[pending[done]] = top_idx[done]
-            out_val[pending[done]] = top_val[done]
-            pending = pending[unresolved]
-            depth = min(n_docs, depth * 2)
-        return out_idx, out_val
+        return top_with_ties(self.search, vectors, width, id_rank)
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def top_with_ties(search: Callable[[NDArray[Any], int], tuple[NDArray[Any], NDArray[Any]]], vectors: NDArray[Any],
+                  width: int, id_rank: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The ``width`` best documents per query in ranking order (score descending at float32,
+    then doc id descending), fetching more candidates where documents tie at the cut-off.
+
+    ``search(vectors, depth)`` returns (scores, indices) of the ``depth`` best documents per
+    row, best first, index -1 for none (a FAISS index's search, scores made "higher is better");
+    used by :class:`FaissIndex` and by the sweep's quantized indexes.
+    """
+    n_docs = len(id_rank)
+    out_idx = np.full((len(vectors), width), -1, dtype=np.int64)
+    out_val = np.zeros((len(vectors), width), dtype=np.float32)
+    pending = np.arange(len(vectors))
+    depth = min(n_docs, width + _TIE_MARGIN)
+    while len(pending) and width:
+        scores, indices = search(vectors[pending], depth)
+        valid = indices >= 0
+        keys = np.where(valid, scores, -np.inf).astype(np.float32)
+        rank = np.where(valid, id_rank[np.where(valid, indices, 0)], -1)
+        order = np.lexsort((-rank, -keys), axis=-1)[:, :width]
+        top_idx = np.take_along_axis(np.where(valid, indices, -1), order, axis=-1)
+        top_val = np.take_along_axis(np.where(valid, scores, 0.0), order, axis=-1)
+        # a tie between the k-th score and the last candidate may continue beyond it
+        last = keys[:, depth - 1]
+        kth = np.take_along_axis(keys, order[:, width - 1:width], axis=-1)[:, 0]
+        unresolved = (depth < n_docs) & valid[:, depth - 1] & (last == kth)
+        done = ~unresolved
+        out_idx[pending[done]] = top_idx[done]
+        out_val[pending[done]] = top_val[done]
+        pending = pending[unresolved]
+        depth = min(n_docs, depth * 2)
+    return out_idx, out_val
 
 
 def _invalid_rows(rows: Sequence[Any]) -> list[int]:
