@@ -127,6 +127,7 @@ class TableRow:
     values: list[MetricValue]
     n_queries: int | None
     note: str | None = None
+    costs: dict[str, Any] = field(default_factory=dict)  # evalsuite.retrievers.cost
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ class Report:
     n_resamples: int
     notes: list[str] = field(default_factory=list)
     setup: list[SetupNote] = field(default_factory=list)
+    tradeoffs: list[Any] = field(default_factory=list)  # evalsuite.report.tradeoffs.TradeoffView
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -520,7 +522,7 @@ def build_report(
             n = max(cell.n_queries.values(), default=None) if cell.n_queries else None
             view.timings[system.key] = dict(cell.timing)
             view.rows.append(TableRow(system, view.baseline is not None and system.key == view.baseline.key, values,
-                                      n, "; ".join(cell.notes) if cell.notes else None))
+                                      n, "; ".join(cell.notes) if cell.notes else None, dict(cell.costs)))
         for j in range(len(metrics)):
             column = [r.values[j].value for r in view.rows if not math.isnan(r.values[j].value)]
             if len(column) > 1:
@@ -539,8 +541,10 @@ def build_report(
         view.verdict = _verdict(view, alpha, decisions)
         setup += [SetupNote(f"{view.name}: {note}") for note in view.notes]
     name = title or " + ".join(dict.fromkeys(f"{r.suite} {r.run_id}" for r in sources))
+    from evalsuite.report.tradeoffs import build_tradeoffs
+
     return Report(name, sources, systems, baseline, views, decisions, alpha, sum(v.n_comparisons for v in views),
-                  n_resamples, [n.text for n in setup], setup)
+                  n_resamples, [n.text for n in setup], setup, build_tradeoffs(sources, n_resamples=n_resamples))
 
 
 def _not_applicable_reason(cell: CellResult, kind: str | None) -> str:
