@@ -13,7 +13,7 @@ from evalsuite.results import CellResult, SuiteResults
 from evalsuite.tradeoffs import TradeoffPoint, extrapolate, pareto_front, recommend, task_tradeoffs
 
 
-def P(name: str, quality: float, bytes_per_doc: float | None, p95: float | None = None) -> TradeoffPoint:  # noqa: N802
+def P(name: str, quality: float, bytes_per_doc: float | None, p95: float | None = None) -> TradeoffPoint:
     return TradeoffPoint(name, quality, bytes_per_doc=bytes_per_doc, p95_ms=p95)
 
 
@@ -79,7 +79,8 @@ def _results(n_queries: int = 30) -> SuiteResults:
     rng = np.random.default_rng(1)
     base = rng.uniform(0.2, 0.9, size=n_queries)
     # "small": a little worse on average but not on every query (a constant drop would be significant)
-    specs = {"big": (base, 1536.0, 9.0), "small": (base - rng.normal(0.002, 0.03, size=n_queries), 96.0, 3.0), "bad": (base - 0.3, 12.0, 1.0),
+    small = base - rng.normal(0.002, 0.03, size=n_queries)
+    specs = {"big": (base, 1536.0, 9.0), "small": (small, 96.0, 3.0), "bad": (base - 0.3, 12.0, 1.0),
              "<script>x</script>": (base - 0.05, 200.0, 4.0)}
     cells = []
     for name, (values, bpd, p95) in specs.items():
