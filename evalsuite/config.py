@@ -310,7 +310,8 @@ def _check_names(suite: SuiteConfig, path: Path, root: yaml.Node | None) -> None
         if gate.task is not None and gate.task not in task_names:
             fail(("gates", i, "task"), f"gate {gate.name!r} names task {gate.task!r}, which is not in this suite "
                                        f"({', '.join(sorted(task_names))})")
-        if gate.system is not None and gate.system not in names:
+        swept = tuple(f"{r.name}{c}" for r in suite.retrievers if r.sweep is not None for c in "@~")
+        if gate.system is not None and gate.system not in names and not gate.system.startswith(swept or ("\0",)):
             fail(("gates", i, "system"), f"gate {gate.name!r} names system {gate.system!r}, which is not in this "
                                          f"suite ({', '.join(sorted(names))})")
     if suite.finetune is not None:

@@ -68,13 +68,17 @@ class GateSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_rule(self) -> GateSpec:
+        from evalsuite.cost_gates import is_cost_metric
         from evalsuite.errors import EvalsuiteError
         from evalsuite.metrics.spec import parse_metric
 
         try:
-            object.__setattr__(self, "metric", str(parse_metric(self.metric)))
+            if not is_cost_metric(self.metric):  # a cost key (bytes_per_doc, ...) stays as it is
+                object.__setattr__(self, "metric", str(parse_metric(self.metric)))
         except EvalsuiteError as exc:
             raise ValueError(str(exc)) from None
+        if is_cost_metric(self.metric) and self.max_drop is not None:
+            raise ValueError(f"gate {self.name!r}: a cost ({self.metric}) takes above or below, not max_drop")
         rules = [r for r in ("below", "above", "max_drop") if getattr(self, r) is not None]
         if len(rules) != 1:
             raise ValueError(f"gate {self.name!r} needs exactly one of below, above or max_drop (got "
@@ -358,7 +362,12 @@ def evaluate_gates(
     """
     out: list[GateResult] = []
     pending: list[_Pending] = []
+    from evalsuite.cost_gates import cost_gate_results, is_cost_metric
+
     for gate in gates:
+        if is_cost_metric(gate.metric):  # a budget: evalsuite.cost_gates
+            out += cost_gate_results(gate, results)
+            continue
         cells, missing = _cells(results, gate)
         out += missing
         for cell in cells:
