@@ -645,6 +645,11 @@ class _LazyInt8:
     def dim(self) -> int:
         return int(self._fp32.dim)
 
+    @property
+    def model_path(self) -> Any:
+        """The int8 ONNX file once made (for the model size in the costs)."""
+        return getattr(getattr(self._inner, "source", None), "path", None)
+
     def _load(self) -> Any:
         if self._inner is None:
             from evalsuite.retrievers.encoders import dynamic_int8_encoder
