@@ -209,8 +209,9 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     for name in METRICS.names():
         metric = METRICS.get(name)
         info = family_info(name)
-        example = info.display + ("@10" if info.cutoff != "forbidden" else "")
-        doc = (type(metric).__doc__ or "").strip().splitlines()[0]
+        example = {"required": f"{info.display}@k", "optional": f"{info.display}, {info.display}@k"}.get(
+            info.cutoff, info.display)
+        doc = (type(metric).__doc__ or "").strip().splitlines()[0].replace("``", "")
         rows.append([example, info.cutoff, ", ".join(info.aliases), doc])
     _print_table(rows, ["metric", "cutoff", "also accepted", "definition"], sys.stdout)
     return EXIT_OK
@@ -231,8 +232,10 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--baseline", help="baseline results.json or store id for regression gates "
                    "(default: the suite's 'baseline')")
     p.add_argument("--update-baseline", action="store_true",
-                   help="after the gates pass, write these results to the suite's baseline file (explicit ratchet)")
+                   help="after the gates pass, write these results to the suite's baseline file (default "
+                   "baselines/<suite>.json, meant to be committed): the explicit ratchet")
     p.add_argument("--force", action="store_true", help="with --update-baseline: update even if a gate failed")
+    _add_gate_outputs(p)
     p.add_argument("--no-report", action="store_true", help="do not write report.html / report.md")
     p.add_argument("--baseline-system", metavar="NAME",
                    help="system the report's tables compare with (default: the first; the verdict and the "
@@ -316,7 +319,7 @@ def _load_baseline(*, explicit: str | None, configured: str | None, base_dir: An
     if configured and _looks_like_path(configured):
         path = expand_path(configured, Path(base_dir) if base_dir is not None else Path.cwd())
         if not path.exists():
-            return None, f"no baseline yet: {path} does not exist; set it with '{hint}'"
+            return None, f"no baseline yet: {path} does not exist; set it with '{hint}' and commit it"
         return _resolve_baseline(str(path), store), None
     return _resolve_baseline(configured, store, base_dir), None
 
@@ -350,11 +353,40 @@ def _write_gate_outputs(report: Any, folder: Any) -> None:
             fh.write(text)
 
 
+def _add_gate_outputs(p: Any) -> None:
+    p.add_argument("--junit", help="write the gate decisions as JUnit XML here")
+    p.add_argument("--markdown", help="write the Markdown summary here (e.g. \"$GITHUB_STEP_SUMMARY\")")
+    p.add_argument("--json", help="write the gate decisions as JSON here")
+    p.add_argument("--allow-missing", action="append", default=[], metavar="TASK[/SYSTEM]",
+                   help="a task (or task/system pair) of the baseline that this run may lack without failing the "
+                   "regression gates (repeatable)")
+
+
+def _write_requested(report: Any, args: argparse.Namespace) -> None:
+    """The --junit / --markdown / --json files a command was asked for."""
+    from pathlib import Path
+
+    from evalsuite.io._text import atomic_write
+
+    for target, text in ((args.junit, report.junit_xml()), (args.markdown, report.markdown()),
+                         (args.json, report.to_json() + "\n")):
+        if target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            mode = "a" if target == os.environ.get("GITHUB_STEP_SUMMARY") else "w"
+            if mode == "a":  # GitHub's job summary collects what every step appends
+                with open(target, "a", encoding="utf-8") as fh:
+                    fh.write(text)
+            else:
+                with atomic_write(target) as fh:
+                    fh.write(text)
+
+
 def _print_gates(report: Any, out: TextIO) -> None:
+    from evalsuite.gates import summary_line
+
     if not report.results:
         return
-    counts = report.counts()
-    print(f"\ngates: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed", file=out)
+    print(f"\ngates: {summary_line(report.counts())}", file=out)
     groups: dict[tuple[str, str, str], list[Any]] = {}
     for r in report.results:  # identical decisions (e.g. "no baseline yet") are printed once
         groups.setdefault((r.status, r.gate, r.message), []).append(r)
@@ -378,9 +410,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"evalsuite: {line}", file=sys.stderr, flush=True)
 
     # every option is checked, and the baseline read, before any work: a bad one leaves nothing behind
-    baseline_file = suite.resolve(suite.baseline) if suite.baseline and _looks_like_path(suite.baseline) else None
+    baseline_ref = suite.baseline_ref  # default: baselines/<suite>.json, committed
+    baseline_file = suite.resolve(baseline_ref) if _looks_like_path(baseline_ref) else None
     if args.update_baseline and baseline_file is None:
-        raise ConfigError(f"{suite.source}: --update-baseline needs 'baseline:' in the suite to name a results file")
+        raise ConfigError(f"{suite.source}: --update-baseline needs 'baseline:' in the suite to name a results file "
+                          f"(it names store id {baseline_ref!r})")
     systems = [r.name for r in suite.retrievers if not args.system or r.name in args.system]
     if args.baseline_system is not None and args.baseline_system not in systems:
         from evalsuite.errors import UnknownNameError
@@ -391,8 +425,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     baseline, no_baseline_reason = (None, None)
     if suite.gates:
         baseline, no_baseline_reason = _load_baseline(
-            explicit=args.baseline, configured=suite.baseline, base_dir=Path(suite.source).parent, store=store,
+            explicit=args.baseline, configured=baseline_ref, base_dir=Path(suite.source).parent, store=store,
             hint=f"evalsuite run {args.suite} --update-baseline")
+    # what --task/--system left out on purpose may be absent; so may what --allow-missing names
+    allowed = [*args.allow_missing, *(t.name for t in suite.tasks if args.task and t.name not in args.task),
+               *(f"*/{r.name}" for r in suite.retrievers if args.system and r.name not in args.system)]
     reports: list[Any] = []
     comparisons: list[Any] = []  # the report model: its verdict heads the summary
     from evalsuite.report import build_report
@@ -403,7 +440,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if suite.gates:
             report = evaluate_gates(results, suite.gates, baseline=baseline, seed=suite.seed,
                                     no_baseline="warn" if no_baseline_reason else "fail",
-                                    no_baseline_reason=no_baseline_reason)
+                                    no_baseline_reason=no_baseline_reason, allow_missing=allowed)
             results.gates = report.to_dict()["gates"]
             _write_gate_outputs(report, folder)
             reports.append(report)
@@ -424,6 +461,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     folder = Path(results.path).parent if results.path else None
     code = EXIT_OK
     if reports:
+        _write_requested(reports[0], args)
         code = reports[0].exit_code
     if comparisons:  # the verdict heads the summary
         print("\n" + "\n".join(verdict_text(comparisons[0].verdicts)), file=sys.stdout)
@@ -436,9 +474,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if code and not args.force:
             print("evalsuite: baseline not updated: a gate failed (use --force to ratchet anyway)", file=sys.stderr)
         else:
-            baseline_file.parent.mkdir(parents=True, exist_ok=True)
-            results.write(baseline_file)
-            print(f"evalsuite: baseline updated: {baseline_file} <- run {results.run_id}", file=sys.stderr)
+            from evalsuite.gates import write_baseline
+
+            write_baseline(results, baseline_file)
+            print(f"evalsuite: baseline updated: {baseline_file} <- run {results.run_id} (commit it to keep it)",
+                  file=sys.stderr)
     print(f"\nresults: {folder}", file=sys.stdout)
     return code
 
@@ -468,11 +508,10 @@ def _add_gate(sub: Any) -> None:
     p.add_argument("--suite", help="suite YAML whose gates to use (default: the gates stored in the results)")
     p.add_argument("--baseline", help="baseline results.json/folder or store id (default: the suite's baseline)")
     p.add_argument("--store", default="reports/history.sqlite", help="results store for ids (default: %(default)s)")
-    p.add_argument("--junit", help="write JUnit XML here")
-    p.add_argument("--markdown", help="write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
-    p.add_argument("--json", help="write the gate decisions as JSON here")
-    p.add_argument("--update-baseline", metavar="FILE",
-                   help="after the gates pass, copy these results to FILE as the new baseline (explicit ratchet)")
+    _add_gate_outputs(p)
+    p.add_argument("--update-baseline", metavar="FILE", nargs="?", const="",
+                   help="after the gates pass, write these results as the new baseline (explicit ratchet): to FILE, "
+                   "else to the suite's baseline (default baselines/<suite>.json)")
     p.add_argument("--force", action="store_true", help="with --update-baseline: update even if a gate failed")
     p.set_defaults(handler=_cmd_gate)
 
@@ -482,14 +521,13 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
     from evalsuite.config import load_suite
     from evalsuite.errors import ConfigError
-    from evalsuite.gates import GateSpec, evaluate_gates
-    from evalsuite.io._text import atomic_write
+    from evalsuite.gates import GateSpec, evaluate_gates, write_baseline
 
     results = _resolve_baseline(args.results, Path(args.store))
     base_dir = None
     if args.suite:
         suite = load_suite(args.suite)
-        gates, baseline_ref, seed, base_dir = suite.gates, suite.baseline, suite.seed, Path(suite.source).parent
+        gates, baseline_ref, seed, base_dir = suite.gates, suite.baseline_ref, suite.seed, Path(suite.source).parent
     else:
         from pydantic import ValidationError
 
@@ -503,29 +541,35 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             field = ".".join(str(k) for k in detail["loc"])
             raise DataError(f"the gates stored in the results are malformed: config.gates: {field}: {detail['msg']}",
                             path=results.path, hint="pass --suite with a 'gates:' section") from None
-        baseline_ref, seed = config.get("baseline"), int(config.get("seed", 0))
+        seed = int(config.get("seed", 0))
+        baseline_ref = config.get("baseline") or str(Path.cwd() / "baselines" / f"{results.suite}.json")
         if config.get("source"):
             base_dir = Path(config["source"]).parent
     if not gates:
         raise ConfigError("no gates to evaluate: the results carry none; pass --suite with a 'gates:' section")
     baseline, no_baseline_reason = _load_baseline(
         explicit=args.baseline, configured=baseline_ref, base_dir=base_dir, store=Path(args.store),
-        hint=f"evalsuite gate {args.results} --update-baseline FILE")
+        hint=f"evalsuite gate {args.results} --update-baseline")
     report = evaluate_gates(results, gates, baseline=baseline, seed=seed,
                             no_baseline="warn" if no_baseline_reason else "fail",
-                            no_baseline_reason=no_baseline_reason)
+                            no_baseline_reason=no_baseline_reason, allow_missing=args.allow_missing)
     _print_gates(report, sys.stdout)
-    for target, text in ((args.junit, report.junit_xml()), (args.markdown, report.markdown()),
-                         (args.json, report.to_json() + "\n")):
-        if target:
-            with atomic_write(target) as fh:
-                fh.write(text)
-    if args.update_baseline:
+    _write_requested(report, args)
+    if args.update_baseline is not None:
+        target = args.update_baseline
+        if not target:
+            if not _looks_like_path(baseline_ref):
+                raise ConfigError(f"--update-baseline: the baseline is store id {baseline_ref!r}, not a file; "
+                                  "name the file: --update-baseline FILE")
+            from evalsuite.config import expand_path
+
+            target = str(expand_path(baseline_ref, Path(base_dir) if base_dir is not None else Path.cwd()))
         if report.exit_code and not args.force:
             print("evalsuite: baseline not updated: a gate failed (use --force to ratchet anyway)", file=sys.stderr)
         else:
-            results.write(args.update_baseline)
-            print(f"evalsuite: baseline updated: {args.update_baseline} <- run {results.run_id}", file=sys.stderr)
+            write_baseline(results, target)
+            print(f"evalsuite: baseline updated: {target} <- run {results.run_id} (commit it to keep it)",
+                  file=sys.stderr)
     return int(report.exit_code)
 
 
@@ -567,6 +611,14 @@ def _cmd_history(args: argparse.Namespace) -> int:
     from evalsuite.metrics.stats import compare, correct
 
     old, new = store.get(args.ids[0]), store.get(args.ids[1])
+    old_pairs = {(c.task, c.system) for c in old.cells}
+    new_pairs = {(c.task, c.system) for c in new.cells}
+    for run, lacking in ((new, sorted(old_pairs - new_pairs)), (old, sorted(new_pairs - old_pairs))):
+        if lacking:
+            skipped = {s.get("task"): s.get("reason") for s in run.skipped}
+            named = ", ".join(f"{t}/{s}" + (" (task skipped)" if t in skipped else "") for t, s in lacking)
+            print(f"evalsuite: note: run {run.run_id} has no result for {len(lacking)} task/system pair(s) the "
+                  f"other has, not compared: {named}", file=sys.stderr)
     rows, comparisons = [], []
     for cell in new.cells:
         try:

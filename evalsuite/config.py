@@ -98,10 +98,12 @@ class SuiteConfig(_Strict):
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map"], min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
     retrievers: list[RetrieverSpec] = Field(min_length=1)
-    output: str = "../reports"
+    output: str | None = Field(default=None, description="results root folder; default: reports/ in the current "
+                               "directory (a path given here is relative to the YAML file)")
     store: str | None = Field(default=None, description="results store (SQLite); default: <output>/history.sqlite")
     cache_dir: str | None = None
-    baseline: str | None = Field(default=None, description="results.json or results-store id to compare against")
+    baseline: str | None = Field(default=None, description="results.json or results-store id to compare against; "
+                                 "default: baselines/<suite name>.json in the current directory")
     gates: list[GateSpec] = Field(default_factory=list)
     finetune: FinetuneSpec | None = Field(default=None, description="the fine-tune loop (evalsuite finetune)")
     executor: Literal["local", "ray"] = Field(default="local", description="where encoding and search run "
@@ -125,6 +127,19 @@ class SuiteConfig(_Strict):
         except EvalsuiteError as exc:  # an unknown name is a KeyError: pydantic only wraps ValueError
             raise ValueError(str(exc)) from None
 
+    def output_root(self) -> Path:
+        """Where results go: ``output`` (relative to the YAML), else ``reports/`` in the current directory.
+
+        Not relative to the YAML by default: a suite kept outside a ``tasks/`` folder must not
+        write into the parent of the user's project."""
+        return self.resolve(self.output) or Path.cwd() / "reports"
+
+    @property
+    def baseline_ref(self) -> str:
+        """The baseline regression gates compare with: ``baseline``, else ``baselines/<name>.json``
+        in the current directory (the committed home of baselines; ``--update-baseline`` writes it)."""
+        return self.baseline or str(Path.cwd() / "baselines" / f"{self.name}.json")
+
     def resolve(self, path: str | None) -> Path | None:
         """A path from the spec, relative to the YAML file, with ``${VAR:-default}`` expanded."""
         if path is None:
@@ -137,6 +152,16 @@ def expand_path(path: str, base: Path) -> Path:
     expanded = _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), path)
     p = Path(expanded).expanduser()
     return p if p.is_absolute() else (base / p).resolve()
+
+
+def data_hint(raw_path: str, source: str) -> str:
+    """What to do when a task's data is absent: name the variable its path reads, and the README."""
+    variables = [m.group(1) for m in _ENV.finditer(raw_path)]
+    where = f"or fix 'path' in {source}; relative paths are relative to the YAML file"
+    if variables:
+        return (f"set {variables[0]} to the folder that holds it (README section 'Data' says where the data "
+                f"comes from), {where}")
+    return f"see README section 'Data', {where}"
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -305,6 +330,7 @@ def _check_names(suite: SuiteConfig, path: Path, root: yaml.Node | None) -> None
                 if isinstance(ref, str) and ref not in names and ref not in RETRIEVERS:
                     fail(("retrievers", i, "params", key), f"{ref!r} is neither a retriever of this suite "
                                                            f"({', '.join(sorted(names))}) nor a retriever type")
+    _check_cutoffs(suite, fail)
     task_names = {t.name for t in suite.tasks}
     for i, gate in enumerate(suite.gates):
         if gate.task is not None and gate.task not in task_names:
@@ -323,3 +349,20 @@ def _check_names(suite: SuiteConfig, path: Path, root: yaml.Node | None) -> None
             fail(("tasks", i), f"task {task.name!r} of type {task.type} needs a path")
         if task.type == "mteb" and not task.mteb_task:
             fail(("tasks", i), f"task {task.name!r} of type mteb needs mteb_task (e.g. STSBenchmark)")
+
+
+def _check_cutoffs(suite: SuiteConfig, fail: Any) -> None:
+    """A metric cut off deeper than the run depth ``k`` would silently measure a shallower ranking."""
+    from evalsuite.metrics.spec import parse_metric
+
+    def check(loc: tuple[int | str, ...], metric: str) -> None:
+        cutoff = parse_metric(metric).cutoff
+        if cutoff is not None and cutoff > suite.k:
+            fail(loc, f"{metric} needs the top {cutoff} results of each query, but k is {suite.k}: the runs hold "
+                      f"only {suite.k}, so {metric} would measure a top-{suite.k} ranking; raise k to at least "
+                      f"{cutoff} or lower the cutoff")
+
+    for i, metric in enumerate(suite.metrics):
+        check(("metrics", i), metric)
+    for i, gate in enumerate(suite.gates):
+        check(("gates", i, "metric"), gate.metric)

@@ -79,8 +79,10 @@ def build_task(spec: TaskSpec, suite: SuiteConfig) -> Task:
 
     path = suite.resolve(spec.path)
     if spec.type in ("golden", "beir", "sts") and (path is None or not path.exists()):
+        from evalsuite.config import data_hint
+
         raise DataError(f"task {spec.name!r}: data not found", path=path or spec.path,
-                        hint="check 'path' in the suite (relative paths are relative to the YAML file)")
+                        hint=data_hint(spec.path or "", suite.source))
     assert path is not None or spec.type == "mteb"
     main = spec.main_metric
     if spec.type == "golden":
@@ -199,7 +201,6 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
     from evalsuite.io import write_run
     from evalsuite.metrics.evaluate import evaluate
     from evalsuite.tasks.beir import drop_identical_ids
-    from evalsuite.tasks.sts import evaluate_sts
 
     options = options or RunOptions()
     say = options.on_event or (lambda _: None)
@@ -236,8 +237,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                           + (f" ({'; '.join(s['reason'] for s in skipped)})" if skipped else ""))
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    root = options.output or suite.resolve(suite.output)
-    assert root is not None
+    root = options.output or suite.output_root()
     from evalsuite._runfolder import RunFolder
     from evalsuite.store import ResultsStore
 
@@ -266,6 +266,11 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             else:
                 info.update(n_queries=len(data.queries), n_docs=len(data.corpus), n_judgements=data.qrels.n_rows,
                             query_tags=_query_tags(data))
+            if not isinstance(data, STSData) and suite.k > len(data.corpus):
+                info["notes"].append(f"k = {suite.k} exceeds the {len(data.corpus)} documents of {spec.name}: every "
+                                     f"query ranks the whole corpus, and cutoffs above {len(data.corpus)} measure "
+                                     "the same ranking")
+                say(f"warning: {info['notes'][-1]}")
             task_infos.append(info)
             if executor is not None:
                 executor.prepare_task(data, retrievers, systems, suite.k)
@@ -293,7 +298,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                     cells.append(cell)
                     continue
                 if isinstance(data, STSData):
-                    cells.append(_sts_cell(spec, system, retriever, data, evaluate_sts, say))
+                    cells.append(_sts_cell(spec, system, retriever, data, say))
                     continue
                 cell = CellResult(task=spec.name, system=system, kind="retrieval", aggregate={})
                 parts = _composite_parts(retriever)
@@ -366,13 +371,10 @@ def store_path(suite: SuiteConfig, output: Path | None = None) -> Path:
     explicit = suite.resolve(suite.store)
     if explicit is not None:
         return explicit
-    root = output or suite.resolve(suite.output)
-    assert root is not None
-    return root / "history.sqlite"
+    return (output or suite.output_root()) / "history.sqlite"
 
 
-def _sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, evaluate_sts: Any,
-              say: Progress) -> CellResult:
+def _sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, say: Progress) -> CellResult:
     cell = CellResult(task=spec.name, system=system, kind="sts", aggregate={})
     encoder = _encoder_of(retriever)
     if encoder is None or not hasattr(encoder, "encode"):
@@ -382,9 +384,14 @@ def _sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, 
     from evalsuite.retrievers.cost import model_size
 
     cell.costs["model_bytes"], cell.costs["parameters"] = model_size(retriever)
+    from evalsuite.metrics.correlation import correlate
+    from evalsuite.tasks.sts import sts_scores
+
     t0 = time.perf_counter()
-    result = evaluate_sts(data, encoder)
+    predicted = sts_scores(data, encoder)
+    result = correlate(predicted, data.scores)
     cell.timing["encode_and_score"] = time.perf_counter() - t0
+    cell.pair_scores = {"predicted": predicted.tolist(), "gold": np.asarray(data.scores, dtype=float).tolist()}
     embed_stats = getattr(retriever, "embed_stats", None)
     if isinstance(embed_stats, dict):
         cell.stats.update({f"texts_{k}": v for k, v in embed_stats.items()})

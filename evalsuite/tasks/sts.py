@@ -29,7 +29,7 @@ from evalsuite.io._text import Problems, check_file, csv_records, csv_rows, json
 from evalsuite.metrics.correlation import CorrelationResult, correlate
 from evalsuite.tasks.base import STSData, TaskMetadata, sts_content_hash
 
-__all__ = ["STSTask", "cosine_scores", "evaluate_sts", "load_sts"]
+__all__ = ["STSTask", "cosine_scores", "evaluate_sts", "load_sts", "sts_scores"]
 
 _S1 = ("sentence1", "sentence_1", "text1", "s1")
 _S2 = ("sentence2", "sentence_2", "text2", "s2")
@@ -153,10 +153,8 @@ def cosine_scores(emb1: np.ndarray, emb2: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b) / np.where(norms > 0, norms, 1.0)
 
 
-def evaluate_sts(
-    data: STSData, encoder: Any, *, batch_size: int = 32, show_progress: bool = False
-) -> CorrelationResult:
-    """Spearman and Pearson of the encoder's cosine similarities against the gold scores.
+def sts_scores(data: STSData, encoder: Any, *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+    """The encoder's cosine similarity of every pair, in file order.
 
     ``encoder`` follows :class:`evalsuite.retrievers.encoders.Encoder`; both sentences of a
     pair are encoded as queries would be (symmetric task, no document prompt). Each distinct
@@ -167,7 +165,14 @@ def evaluate_sts(
     row = {s: i for i, s in enumerate(unique)}
     e1 = embeddings[[row[s] for s in data.sentences1]]
     e2 = embeddings[[row[s] for s in data.sentences2]]
-    return correlate(cosine_scores(e1, e2), data.scores)
+    return cosine_scores(e1, e2)
+
+
+def evaluate_sts(
+    data: STSData, encoder: Any, *, batch_size: int = 32, show_progress: bool = False
+) -> CorrelationResult:
+    """Spearman and Pearson of the encoder's cosine similarities against the gold scores."""
+    return correlate(sts_scores(data, encoder, batch_size=batch_size, show_progress=show_progress), data.scores)
 
 
 class STSTask:

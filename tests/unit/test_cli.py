@@ -99,4 +99,5 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_metrics_listing(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "metrics")
-    assert code == 0 and "ndcg@10" in out and "recip_rank" in out
+    assert code == 0 and "ndcg@k" in out and "recip_rank" in out
+    assert "``" not in out and "map@10" not in out  # plain text; map is listed as map, map@k

@@ -120,7 +120,9 @@ def test_regression_needs_a_comparable_baseline() -> None:
     new = results(cell("dense", values(0.7)))
     assert "without a baseline" in evaluate_gates(new, [REGRESSION]).results[0].message
     other = results(cell("bm25", values(0.7)), run_id="base")
-    assert "has no result for dense" in evaluate_gates(new, [REGRESSION], baseline=other).results[0].message
+    by_system = {r.system: r for r in evaluate_gates(new, [REGRESSION], baseline=other).results}
+    assert by_system["dense"].status == "fail" and "has no result for dense" in by_system["dense"].message
+    assert by_system["bm25"].status == "fail" and by_system["bm25"].message.startswith("MISSING")
     changed = results(cell("dense", values(0.7)), run_id="base", content_hash="h0")
     assert "data changed since baseline" in evaluate_gates(new, [REGRESSION], baseline=changed).results[0].message
 
@@ -134,7 +136,7 @@ def test_outputs_for_ci() -> None:
     assert len(cases) == len(report.results) == 4
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
     assert failed == ["no-regression [t / dense]", "no-regression [t / bm25]"]
-    assert report.markdown().startswith("### evalsuite gates FAILED: 1 passed, 1 warnings, 2 failed")
+    assert report.markdown().startswith("### evalsuite gates FAILED: 2 failed, 1 warning, 1 passed")
     assert report.to_dict()["exit_code"] == 1
 
 
