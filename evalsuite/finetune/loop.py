@@ -400,7 +400,7 @@ def run_finetune(
         for system, retriever in systems[:2]:
             say(f"{name} (out of domain) / {system}: evaluating")
             if isinstance(ood, STSData):
-                ood_cell = _sts_cell(ood_spec, system, retriever, ood, _evaluate_sts(), say)
+                ood_cell = _sts_cell(ood_spec, system, retriever, ood, say)
             else:
                 ood_cell, _ = _evaluate_cell(name, system, retriever, ood, list(suite.metrics), suite.k, out)
             cells.append(ood_cell)
@@ -461,9 +461,3 @@ def _local_or_hub(suite: SuiteConfig, model: str | None) -> str | None:
         return None
     local = suite.resolve(model)
     return str(local) if local is not None and local.exists() else model
-
-
-def _evaluate_sts() -> Any:
-    from evalsuite.tasks.sts import evaluate_sts
-
-    return evaluate_sts

@@ -234,8 +234,10 @@ CASES: list[Case] = [
     Case("run-store-damaged", RUN, {}, ("history.sqlite",), setup=damage_store),
     Case("run-latest-is-a-folder", RUN, {}, ("latest", "folder"), setup=latest_is_folder),
     Case("run-configured-baseline-corrupt", RUN, {"baseline.json": "{"}, ("baseline.json:1",)),
-    Case("run-update-baseline-without-baseline", (*RUN, "--update-baseline"),
-         {"suite.yaml": suite(("baseline: baseline.json\n", ""))}, ("suite.yaml", "baseline")),
+    # without 'baseline:' --update-baseline writes baselines/<suite>.json (issue 12); a store id cannot be written
+    Case("run-update-baseline-to-a-store-id", (*RUN, "--update-baseline"),
+         {"suite.yaml": suite(("baseline: baseline.json\n", "baseline: some-run-id\n"))},
+         ("suite.yaml", "store id 'some-run-id'")),
     # -- gate ---------------------------------------------------------------------------------------
     Case("gate-results-absent", ("gate", "/nonexistent/results.json"), {}, ("/nonexistent/results.json",
                                                                              "not found")),
