@@ -243,6 +243,8 @@ def read_st_layout(folder: Path) -> StLayout:
             value = _read_json(path).get("max_seq_length")
             max_seq_length = int(value) if isinstance(value, int) else None
             break
+    if max_seq_length is None:
+        max_seq_length = _tokenizer_limit(transformer_dir)
     if not entries and (folder / "config.json").is_file():
         hidden = _read_json(folder / "config.json").get("hidden_size")
         dimension = hidden if isinstance(hidden, int) else None
@@ -270,6 +272,21 @@ def read_st_layout(folder: Path) -> StLayout:
                     normalized="Normalize" in types, max_seq_length=max_seq_length, dimension=dimension,
                     prompts=prompts,
                     default_prompt_name=default_prompt_name, exportable=not reason, reason=reason)
+
+
+def _tokenizer_limit(transformer_dir: Path) -> int | None:
+    """The token limit sentence-transformers uses when ``sentence_bert_config.json`` names none
+    (folders saved by sentence-transformers 6 keep it in ``tokenizer_config.json``): the
+    tokenizer's ``model_max_length``, capped by the model's ``max_position_embeddings``."""
+    path = transformer_dir / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    limit = _read_json(path).get("model_max_length")
+    if not isinstance(limit, int) or limit <= 0 or limit > 1_000_000:  # transformers' "no limit" sentinel
+        return None
+    config = transformer_dir / "config.json"
+    positions = _read_json(config).get("max_position_embeddings") if config.is_file() else None
+    return min(limit, positions) if isinstance(positions, int) and positions > 0 else limit
 
 
 def _short(exc: BaseException) -> str:

@@ -92,6 +92,13 @@ def test_two_step_mnrl_run_with_dev_evaluation(tmp_path: Path, tiny_model: Path)
     texts = ["query 0 about wing flutter"]
     assert not np.allclose(_encode(output, texts), _encode(tiny_model, texts))
     assert sorted(p.name for p in output.parent.iterdir()) == ["model"]  # no temporary folder left behind
+    # evalsuite's encoders read the token limit the way sentence-transformers does (a folder saved by
+    # sentence-transformers 6 keeps it in tokenizer_config.json, not in sentence_bert_config.json)
+    from evalsuite.retrievers.encoders import load_encoder, read_st_layout
+
+    limit = st.SentenceTransformer(str(output), device="cpu").max_seq_length
+    assert read_st_layout(output).max_seq_length == limit == 64
+    assert load_encoder(str(output), backend="onnx").fingerprint["max_length"] == 64
 
 
 def test_training_is_seeded(tmp_path: Path, tiny_model: Path) -> None:
