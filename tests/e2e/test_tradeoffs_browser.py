@@ -1,6 +1,7 @@
-"""The report's "Quality against cost" section of the default suite in headless Chromium: both
-scatter charts render (visible, sized), the frontier is drawn, and the recommended point is
-ringed and labelled with the system the recommendation sentence names."""
+"""The report's "Quality against cost" section of the default suite in headless Chromium: opened
+(each task's trade-offs are collapsed to one line), both scatter charts render (visible, sized),
+the frontier is drawn, and the recommended point is ringed and labelled with the system the
+recommendation sentence names."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def test_tradeoff_charts_render_with_the_recommended_point_labelled(page: Any, r
     section = page.locator("section#tradeoffs")
     section.scroll_into_view_if_needed()
     assert section.is_visible()
+    section.locator("details.tradeoff-task > summary").first.click()  # collapsed by default (one line per task)
     recommendation = section.locator("p.recommendation").first
     system = recommendation.get_attribute("data-system")
     assert system and system in recommendation.inner_text()
