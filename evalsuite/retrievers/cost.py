@@ -48,6 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from evalsuite.errors import ConfigError
 from evalsuite.retrievers.base import Retriever
 from evalsuite.types import Corpus, Queries
 
@@ -281,7 +282,11 @@ class CostMeter:
         costs["bytes_per_doc"] = nbytes / self.n_docs if nbytes is not None and self.n_docs else None
         if nbytes is None:
             notes.append("index size unknown for this kind of retriever")
-        costs.update(self._latency(retriever, notes))
+        try:
+            costs.update(self._latency(retriever, notes))
+        except ConfigError as exc:  # not indexed in this process (executor grid: the cell ran as a Ray task)
+            notes.append(f"latency not measured here: {exc}")
+            costs.update(query_latency_p50_ms=None, query_latency_p95_ms=None, queries_per_s=None, latency_queries=0)
         costs["model_bytes"], costs["parameters"] = model_size(retriever)
         extra = getattr(retriever, "cost_extras", None)
         if callable(extra):
