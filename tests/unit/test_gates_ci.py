@@ -298,6 +298,8 @@ def test_update_baseline_writes_the_committed_home_by_default(tmp_path: Path, go
     first = load_results(written).run_id
     assert main(["run", "s.yaml", "--no-report", "--quiet"]) == 0
     assert "PASS  never [golden / bm25]: NO REGRESSION" in capsys.readouterr().out
-    assert main(["gate", "reports/s/latest", "--suite", "s.yaml", "--store", "reports/history.sqlite",
+    second = next(p for p in (tmp_path / "reports" / "s").glob("2*") if p.name != first)  # not 'latest': two
+    # runs in one second are ordered by their random suffix
+    assert main(["gate", str(second), "--suite", "s.yaml", "--store", "reports/history.sqlite",
                  "--update-baseline"]) == 0
-    assert load_results(written).run_id != first and f"baseline updated: {written}" in capsys.readouterr().err
+    assert load_results(written).run_id == second.name and f"baseline updated: {written}" in capsys.readouterr().err
