@@ -73,7 +73,8 @@ def test_history_names_the_pairs_one_run_lacks(tmp_path: Path, capsys: pytest.Ca
     assert main(["run", str(path), *common]) == 0
     assert main(["run", str(path), *common, "--task", "golden"]) == 0
     capsys.readouterr()
-    ids = sorted(p.name for p in (tmp_path / "out" / "s").glob("2*"))
+    # in the order the runs were made (two runs in one second sort by their random suffix, not by time)
+    ids = [p.name for p in sorted((tmp_path / "out" / "s").glob("2*"), key=lambda p: p.stat().st_mtime_ns)]
     assert main(["history", *ids, "--store", store]) == 0
     captured = capsys.readouterr()
     assert f"run {ids[1]} has no result for 1 task/system pair(s) the other has, not compared: golden-copy/bm25" \
