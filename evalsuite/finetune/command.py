@@ -86,6 +86,8 @@ def add_finetune_parsers(sub: Any) -> None:
     p.add_argument("--cross-encoder", help="cross-encoder model folder or hub id for re-scoring candidates")
     p.add_argument("--strategy", choices=("top", "random"), default="top")
     p.add_argument("--fill", choices=("random", "drop"), default="random")
+    p.add_argument("--positive-score", choices=("weakest", "pair"), default="weakest",
+                   help="margins below the anchor's weakest positive (default) or each pair's own positive")
     p.add_argument("--cache-dir", help="embedding cache folder")
     p.add_argument("-o", "--output", required=True, help="JSONL file to write")
     p.set_defaults(handler=cmd_mine_negatives)
@@ -197,7 +199,7 @@ def cmd_mine_negatives(args: argparse.Namespace) -> int:
     config = MiningConfig(top_k=args.top_k, per_pair=args.per_pair, skip_top=args.skip_top,
                           absolute_margin=args.absolute_margin, relative_margin=args.relative_margin,
                           max_score=args.max_score, cross_encoder=args.cross_encoder, strategy=args.strategy,
-                          fill=args.fill, seed=args.seed)
+                          fill=args.fill, positive_score=args.positive_score, seed=args.seed)
     params: dict[str, Any] = {}
     if args.model:
         if args.miner != "dense":

@@ -297,7 +297,7 @@ def run_finetune(
                               absolute_margin=n.absolute_margin, relative_margin=n.relative_margin,
                               max_score=n.max_score, cross_encoder=_local_or_hub(suite, n.cross_encoder),
                               cross_encoder_margin=n.cross_encoder_margin,
-                              strategy=n.strategy, fill=n.fill, seed=seed)
+                              strategy=n.strategy, fill=n.fill, positive_score=n.positive_score, seed=seed)
         miner_name = n.miner or spec.base
         miner = retrievers[miner_name] if miner_name in retrievers else get_retriever(miner_name)
         known = {q: {d for d, g in docs.items() if g >= 1} for q, docs in data.qrels.grade_maps().items()

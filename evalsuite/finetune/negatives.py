@@ -13,14 +13,22 @@ by each configured filter (the counts of every filter are reported):
 5. ``cross_encoder``: candidates a cross-encoder scores at least as high as the anchor's
    weakest known positive, minus ``cross_encoder_margin``.
 
-``s_pos`` is the miner's score of the anchor's *weakest* known positive among its pairs (the
-convention of sentence-transformers' ``util.mine_hard_negatives``: a candidate above a known
-positive may itself be relevant). Dense miners score the positive exactly (cosine or inner
+``s_pos`` is, with ``positive_score="weakest"`` (the default), the miner's score of the
+anchor's *weakest* known positive among its pairs (the convention of sentence-transformers'
+``util.mine_hard_negatives``: a candidate above a known positive may itself be relevant); the
+margins then apply to the anchor as a whole. With ``positive_score="pair"`` each pair's own
+positive sets its threshold (NV-Retriever's TopK-PercPos is defined per positive): a pair with a
+strong positive may take candidates that score above the anchor's weakest positive. The margin
+counts then report candidates removed for *every* pair of the anchor (above the threshold of
+its strongest positive); the per-pair cut happens at sampling. Dense miners score the positive exactly (cosine or inner
 product of the same vectors the index holds); other miners score it from a ranking of the whole
 corpus, and a positive that ranking does not contain is taken as scoring its lowest score.
 
 ``per_pair`` negatives are then taken per pair from the surviving candidates, the best first
-(``strategy="top"``, as NV-Retriever) or drawn at random with the seed (``"random"``). A pair
+(``strategy="top"``, as NV-Retriever) or drawn at random with the seed (``"random"``). The pairs
+of one anchor take different negatives while unused survivors remain (so an anchor with seven
+positives trains against seven hard negatives, not one negative seven times); only then is a
+survivor used again. A pair
 with too few survivors is completed with random corpus documents outside the anchor's
 candidate list and known positives (``fill="random"``, counted) or dropped (``fill="drop"``).
 
@@ -62,6 +70,7 @@ class MiningConfig:
     cross_encoder_margin: float = 0.0
     strategy: Literal["top", "random"] = "top"
     fill: Literal["random", "drop"] = "random"
+    positive_score: Literal["weakest", "pair"] = "weakest"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +88,8 @@ class MiningConfig:
             raise ConfigError(f"negatives: strategy must be 'top' or 'random', got {self.strategy!r}")
         if self.fill not in ("random", "drop"):
             raise ConfigError(f"negatives: fill must be 'random' or 'drop', got {self.fill!r}")
+        if self.positive_score not in ("weakest", "pair"):
+            raise ConfigError(f"negatives: positive_score must be 'weakest' or 'pair', got {self.positive_score!r}")
 
     @property
     def filtered(self) -> bool:
@@ -103,7 +114,7 @@ class MiningResult:
     candidates: dict[str, list[str]] = field(default_factory=dict)  # anchor -> doc ids surviving every filter
     unfiltered: dict[str, list[str]] = field(default_factory=dict)  # anchor -> top_k doc ids, positives removed
     sampled: dict[str, list[str]] = field(default_factory=dict)  # anchor -> doc ids sampled as negatives
-    positive_scores: dict[str, float] = field(default_factory=dict)
+    positive_scores: dict[str, float] = field(default_factory=dict)  # anchor -> its weakest positive's score
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -111,10 +122,10 @@ class MiningResult:
 
 
 def _positive_scores(retriever: Any, anchors: list[str], positives: dict[str, list[Pair]], corpus: Corpus,
-                     full_run: Any) -> dict[str, float]:
-    """The miner's score of each anchor's weakest known positive (see the module docstring)."""
+                     full_run: Any) -> dict[str, list[float]]:
+    """The miner's score of each pair's positive, by anchor in pair order (see the module docstring)."""
     embed = getattr(retriever, "embed", None)
-    out: dict[str, float] = {}
+    out: dict[str, list[float]] = {}
     if callable(embed):
         texts = [p.positive for a in anchors for p in positives[a]]
         q = np.asarray(embed(anchors, kind="query"), dtype=np.float64)
@@ -122,14 +133,25 @@ def _positive_scores(retriever: Any, anchors: list[str], positives: dict[str, li
         at = 0
         for i, anchor in enumerate(anchors):
             n = len(positives[anchor])
-            out[anchor] = float((d[at:at + n] @ q[i]).min())
+            out[anchor] = [float(x) for x in d[at:at + n] @ q[i]]
             at += n
         return out
     for i, anchor in enumerate(anchors):
         ranking = dict(full_run.ranking(f"a{i}")) if f"a{i}" in full_run else {}
         floor = min(ranking.values(), default=0.0)
-        out[anchor] = min(ranking.get(p.positive_id, floor) if p.positive_id else floor for p in positives[anchor])
+        out[anchor] = [float(ranking.get(p.positive_id, floor)) if p.positive_id else floor
+                       for p in positives[anchor]]
     return out
+
+
+def _limit(s_pos: float, config: MiningConfig) -> float:
+    """The highest candidate score the margin filters let through for a positive scoring ``s_pos``."""
+    limit = math.inf
+    if config.absolute_margin is not None:
+        limit = min(limit, s_pos - config.absolute_margin)
+    if config.relative_margin is not None:
+        limit = min(limit, s_pos - abs(s_pos) * config.relative_margin)
+    return limit
 
 
 def mine_negatives(
@@ -198,7 +220,10 @@ def mine_negatives(
         if config.skip_top:
             counts["removed_skip_top"] += min(config.skip_top, len(kept))
             kept = kept[config.skip_top:]
-        s_pos = scores_pos.get(anchor)
+        pair_scores = scores_pos.get(anchor)
+        s_pos = None
+        if pair_scores:
+            s_pos = max(pair_scores) if config.positive_score == "pair" else min(pair_scores)
         if config.absolute_margin is not None and s_pos is not None:
             limit = s_pos - config.absolute_margin
             counts["removed_absolute_margin"] += sum(s > limit for _, s in kept)
@@ -219,15 +244,18 @@ def mine_negatives(
     out: list[Pair] = []
     sampled: dict[str, list[str]] = {}
     for anchor in anchors:
-        pool = [d for d, _ in survivors[anchor]]
-        counts["candidates_left"] += len(pool)
+        counts["candidates_left"] += len(survivors[anchor])
         excluded = known[anchor] | set(unfiltered[anchor])
-        for pair in by_anchor[anchor]:
-            if config.strategy == "top":
-                chosen = pool[:config.per_pair]
-            else:
-                take = min(config.per_pair, len(pool))
-                chosen = [pool[j] for j in sorted(rng.choice(len(pool), size=take, replace=False))] if take else []
+        used: set[str] = set()
+        pair_scores = scores_pos.get(anchor) or []
+        for j, pair in enumerate(by_anchor[anchor]):
+            pool = survivors[anchor]
+            if config.positive_score == "pair" and pair_scores:
+                limit = _limit(pair_scores[j], config)
+                pool = [(d, s) for d, s in pool if s <= limit]
+            ids = [d for d, _ in pool]
+            chosen = _pick(ids, used, config, rng)
+            used.update(chosen)
             missing = config.per_pair - len(chosen)
             if missing and config.fill == "drop":
                 counts["pairs_dropped_too_few_negatives"] += 1
@@ -240,8 +268,24 @@ def mine_negatives(
             sampled.setdefault(anchor, []).extend(chosen)
             out.append(pair.with_negatives([doc_text(corpus, d) for d in chosen], chosen))
     counts["pairs_out"] = len(out)
+    weakest = {a: min(v) for a, v in scores_pos.items() if v}
     return MiningResult(out, counts, {a: [d for d, _ in v] for a, v in survivors.items()}, unfiltered, sampled,
-                        scores_pos, time.perf_counter() - began)
+                        weakest, time.perf_counter() - began)
+
+
+def _pick(pool: list[str], used: set[str], config: MiningConfig, rng: np.random.Generator) -> list[str]:
+    """``per_pair`` negatives from ``pool`` (best first), the anchor's unused ones before used ones."""
+    ordered = [d for d in pool if d not in used] + [d for d in pool if d in used]
+    if config.strategy == "top":
+        return ordered[:config.per_pair]
+    fresh = [d for d in pool if d not in used]
+    take = min(config.per_pair, len(fresh))
+    chosen = [fresh[j] for j in sorted(rng.choice(len(fresh), size=take, replace=False))] if take else []
+    if len(chosen) < config.per_pair:
+        again = [d for d in pool if d in used]
+        more = min(config.per_pair - len(chosen), len(again))
+        chosen += [again[j] for j in sorted(rng.choice(len(again), size=more, replace=False))] if more else []
+    return chosen
 
 
 def _random_docs(rng: np.random.Generator, all_ids: list[str], excluded: set[str], n: int) -> list[str]:

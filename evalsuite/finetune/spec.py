@@ -55,6 +55,9 @@ class NegativesSpec(_Strict):
     cross_encoder_margin: float = 0.0
     strategy: Literal["top", "random"] = "top"
     fill: Literal["random", "drop"] = "random"
+    positive_score: Literal["weakest", "pair"] = Field(
+        default="weakest", description="the positive score the margins are taken from: the anchor's weakest "
+                                       "positive (sentence-transformers' convention) or each pair's own")
     measure_false_negatives: bool = False
 
 

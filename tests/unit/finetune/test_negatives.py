@@ -60,7 +60,38 @@ def test_margin_uses_the_weakest_known_positive(queries: Queries, corpus: Corpus
     # limit 0.78 - 0.039 = 0.741: d5 (0.75) removed
     assert result.unfiltered[Q1] == ["d5", "d2", "d4", "d8"]
     assert result.counts["removed_relative_margin"] == 1
-    assert [p.negative_ids for p in result.pairs] == [("d2",), ("d2",)]
+    # the two pairs of q1 take different negatives, the best first
+    assert [p.negative_ids for p in result.pairs] == [("d2",), ("d4",)]
+    assert result.positive_scores[Q1] == pytest.approx(0.78)
+
+
+def test_margin_from_each_pairs_own_positive(queries: Queries, corpus: Corpus, qrels: Qrels) -> None:
+    pairs = _q1_pairs(queries, corpus, qrels, min_grade=1)  # (q1, d1) 0.80 and (q1, d9) 0.78
+    config = MiningConfig(top_k=4, relative_margin=0.05, positive_score="pair")
+    result = mine_negatives(pairs, corpus, FixedMiner(SCORES), config)
+    # the strongest positive's limit 0.80 - 0.04 = 0.76 removes nothing for every pair: d5 (0.75) survives
+    assert result.counts["removed_relative_margin"] == 0
+    assert result.candidates[Q1] == ["d5", "d2", "d4", "d8"]
+    by_positive = {p.positive_id: p.negative_ids for p in result.pairs}
+    # (q1, d1) may take d5 (0.75 <= 0.76); (q1, d9) may not (0.75 > 0.741) and takes the next unused, d2
+    assert by_positive == {"d1": ("d5",), "d9": ("d2",)}
+    # absolute margin 0.05: d1 allows <= 0.75, d9 allows <= 0.73
+    result = mine_negatives(pairs, corpus, FixedMiner(SCORES),
+                            MiningConfig(top_k=4, absolute_margin=0.05, positive_score="pair"))
+    assert {p.positive_id: p.negative_ids for p in result.pairs} == {"d1": ("d5",), "d9": ("d2",)}
+
+
+def test_an_anchors_pairs_reuse_negatives_only_when_the_survivors_run_out(queries: Queries, corpus: Corpus,
+                                                                          qrels: Qrels) -> None:
+    pairs = _q1_pairs(queries, corpus, qrels, min_grade=1)  # two pairs for q1
+    result = mine_negatives(pairs, corpus, FixedMiner(SCORES), MiningConfig(top_k=3, per_pair=2))
+    # survivors d5, d2, d4: the first pair takes d5, d2; the second the unused d4, then d5 again
+    assert [p.negative_ids for p in result.pairs] == [("d5", "d2"), ("d4", "d5")]
+    assert result.counts["negatives_random_fill"] == 0
+    drawn = mine_negatives(pairs, corpus, FixedMiner(SCORES),
+                           MiningConfig(top_k=3, per_pair=1, strategy="random", seed=3))
+    first, second = (p.negative_ids for p in drawn.pairs)
+    assert first != second
 
 
 def test_known_positives_by_query_and_by_text_are_never_negatives(queries: Queries, corpus: Corpus,
@@ -151,6 +182,8 @@ def test_false_negative_check_measures_hidden_positives(corpus: Corpus) -> None:
 
 
 def test_bad_mining_options() -> None:
+    with pytest.raises(ConfigError, match="positive_score"):
+        MiningConfig(positive_score="mean")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="top_k"):
         MiningConfig(top_k=0)
     with pytest.raises(ConfigError, match="skip_top"):
