@@ -243,8 +243,8 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
 
     store = ResultsStore(options.store or store_path(suite, options.output))
     store.check()  # a damaged or locked store fails the run now, not after the work
-    executor = open_executor(options.executor or ("ray" if options.ray_address else suite.executor), suite.ray,
-                             address=options.ray_address,
+    executor_name = options.executor or ("ray" if options.ray_address else suite.executor)
+    executor = open_executor(executor_name, suite.ray, address=options.ray_address,
                              progress=options.progress, say=say)  # None: everything in this process
     folder = RunFolder(root / suite.name, run_id)
     final = folder.final
@@ -347,7 +347,9 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             suite=suite.name, run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             metrics=list(suite.metrics), environment=environment(options.command), tasks=task_infos,
             systems=[{"name": n, "meta": retrievers[n].meta.to_dict()} for n in systems],
-            cells=cells, config={**suite.model_dump(mode="json"), "source": suite.source}, skipped=skipped,
+            cells=cells, config={**suite.model_dump(mode="json"), "source": suite.source, "executor": executor_name,
+                                 **({"executor_settings": executor.settings()} if executor is not None else {})},
+            skipped=skipped,
             timing={"total": time.perf_counter() - started},
         )
         _write_per_query(results, partial / "per_query.csv")

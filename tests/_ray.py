@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ def ray_session(request: pytest.FixtureRequest) -> Iterator[None]:
     """A local Ray instance (2 CPUs, no dashboard) for the module (Ray takes seconds to
     start); the test module is pickled by value, so workers need not import it."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
     ray.cloudpickle.register_pickle_by_value(sys.modules[request.module.__name__])
     yield

@@ -100,6 +100,10 @@ class Executor(Protocol):
 
     def prepare_task(self, data: Any, retrievers: dict[str, Any], systems: Sequence[str], k: int) -> None: ...
 
+    def settings(self) -> dict[str, Any]:
+        """What the results record of this executor (``config.executor_settings``)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -206,6 +210,9 @@ class LocalExecutor:
 
     def prepare_task(self, data: Any, retrievers: dict[str, Any], systems: Sequence[str], k: int) -> None:
         return None
+
+    def settings(self) -> dict[str, Any]:
+        return {"executor": self.name, "shards": self.shards}
 
     def close(self) -> None:
         return None

@@ -84,6 +84,8 @@ class RayExecutor:
         self._shards: list[RayShards] = []
         self._grid: dict[int, Any] = {}  # id(proxy) -> ObjectRef of its cell group's results
         self._grid_corpus: Any = None
+        self._joined = "local"  # what settings() records as the address
+        self._cluster: dict[str, float] = {}
         self.address = address or os.environ.get("RAY_ADDRESS") or self.spec.address
         self._connect()
 
@@ -95,12 +97,16 @@ class RayExecutor:
             os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", str(max(1, math.ceil(self.spec.connect_timeout_s))))
         ray = require("ray", package="ray[data]", extra="ray", purpose="executor: ray")
         if ray.is_initialized():  # joined already (a test session, a notebook): used, never stopped here
+            self._joined = "connected"
             self._describe(ray, "using the connected Ray instance")
             return
         if address not in (None, "", "auto", "local"):
             _check_reachable(str(address), self.spec.connect_timeout_s)
         local = address in (None, "", "local")
-        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+        # a quiet run shows the 'ray' logger's errors only (not its start-up warnings), and no
+        # worker output (a worker's error still reaches the driver, as the exception it raises)
+        kwargs: dict[str, Any] = {"include_dashboard": False,
+                                  "logging_level": logging.WARNING if self.progress else logging.ERROR,
                                   "log_to_driver": self.progress}
         if local:
             kwargs["num_cpus"] = self.spec.num_cpus
@@ -112,13 +118,23 @@ class RayExecutor:
             raise ConfigError(f"cannot join the Ray cluster at {address!r}: {first} (start one with "
                               "'ray start --head', or fix ray.address / --ray-address / $RAY_ADDRESS)") from None
         self._owned = local
+        self._joined = "local" if local else str(address)
         self._describe(ray, "started a local Ray instance" if local else f"joined the Ray cluster at {address}")
 
     def _describe(self, ray: Any, what: str) -> None:
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0)
-        self.say(f"{what}: {len(ray.nodes())} node(s), {resources.get('CPU', 0):g} CPUs"
+        self._cluster = {"nodes": len(ray.nodes()), "cpus": float(resources.get("CPU", 0)), "gpus": float(gpus)}
+        self.say(f"{what}: {self._cluster['nodes']} node(s), {resources.get('CPU', 0):g} CPUs"
                  + (f", {gpus:g} GPUs" if gpus else ""))
+
+    def settings(self) -> dict[str, Any]:
+        """The executor as the results record it (``config.executor_settings``): the cluster
+        (``address``: ``"local"`` for an instance started for the run, ``"connected"`` for
+        one this process had joined already, else the address joined), its size when
+        joined, and every ``ray:`` setting (num_workers, batch_size, num_gpus_per_worker, ...)."""
+        return {"executor": self.name, "address": self._joined, **self._cluster,
+                **self.spec.model_dump(mode="json", exclude={"address"})}
 
     def close(self) -> None:
         """Release the shard actors; stop the Ray instance if this executor started it."""
@@ -129,7 +145,8 @@ class RayExecutor:
         if self._owned:
             import ray
 
-            ray.shutdown()
+            with _without_ray_noise(not self.progress):
+                ray.shutdown()
             self._owned = False
 
     # -- encoding --------------------------------------------------------------------------
@@ -147,11 +164,12 @@ class RayExecutor:
         order = sorted(range(n), key=lambda i: -len(texts[i]))  # longest first: similar lengths per batch
         items = [{"i": i, "text": str(texts[i])} for i in order]
         blocks = max(1, min(math.ceil(n / spec.batch_size), 4 * spec.num_workers))
+        workers = min(spec.num_workers, blocks)  # no idle actor (and no Ray warning of one) for a small job
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = self.progress
         context.print_on_execution_start = self.progress
         context.enable_auto_log_stats = False
-        self.say(f"encoding {n} texts on {spec.num_workers} Ray worker(s)")
+        self.say(f"encoding {n} texts on {workers} Ray worker(s)")
         began = time.perf_counter()
         # blocks built here and put in the object store (no remote metadata tasks), in length order
         dataset = ray.data.from_items(items, override_num_blocks=blocks)
@@ -162,10 +180,10 @@ class RayExecutor:
             encoded = dataset.map_batches(
                 _EncodeActor, fn_constructor_args=(job, max(1, int(spec.num_cpus_per_worker))),
                 batch_size=spec.batch_size, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=spec.num_workers),
+                compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=spec.num_cpus_per_worker, num_gpus=spec.num_gpus_per_worker or None, **remote)
         out: list[Any] = [None] * n
-        with _quiet_stderr(not self.progress), _user_errors():
+        with _quiet_stderr(not self.progress), _without_ray_noise(not self.progress), _user_errors():
             for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
                 failed = [str(e) for e in batch["error"] if e]
                 if failed:  # an evalsuite error on a worker: one line here too (a DataError stays one)
@@ -184,7 +202,8 @@ class RayExecutor:
 
     def dense_index(self, vectors: NDArray[np.float32], id_rank: NDArray[np.int64], spec: Any, *,
                     name: str) -> ShardedIndex:
-        shards = RayShards(vectors, id_rank, spec, self.spec.num_shards or self.spec.num_workers, self.spec)
+        with _without_ray_noise(not self.progress):
+            shards = RayShards(vectors, id_rank, spec, self.spec.num_shards or self.spec.num_workers, self.spec)
         self._shards.append(shards)
         return shards
 
@@ -484,3 +503,43 @@ def _quiet_stderr(quiet: bool) -> Iterator[None]:
     finally:
         for n, level in levels.items():
             logging.getLogger(n).setLevel(level)
+
+
+#: what Ray's core worker logs straight to file descriptor 2 (C++, not Python logging) that a
+#: run can neither act on nor avoid: Ray Data hands every pool actor its context and UDF as
+#: object-store arguments, and with ``max_restarts`` > 0 Ray warns once per actor (at ERROR
+#: level) that a restart fails should those be evicted -- they are not: the pool holds them
+#: for as long as it runs (ray-project/ray#53727)
+_RAY_NOISE = (b"has constructor arguments in the object store and max_restarts > 0",)
+
+
+@contextlib.contextmanager
+def _without_ray_noise(active: bool) -> Iterator[None]:
+    """While active, what reaches file descriptor 2 is held in a temporary file and written
+    back afterwards without the lines of :data:`_RAY_NOISE`: everything else -- any real
+    error Ray logs included -- still reaches stderr, in order. Only for quiet runs (no live
+    progress bars to hold back); a file, not a pipe, so that a process started meanwhile
+    can never block on it."""
+    if not active:
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held:
+                if not any(noise in line for noise in _RAY_NOISE):
+                    os.write(2, line)

@@ -152,18 +152,19 @@ ray: {{num_workers: 1, batch_size: 4, num_shards: 2, grid: {grid}}}
 """
 
 
-def _run(tmp: Path, name: str, executor: str, cache: Path, *, grid: bool = False) -> Any:
+def _run(tmp: Path, name: str, executor: str, cache: Path, *, grid: bool = False, option: str | None = None) -> Any:
     suite = tmp / f"{name}.yaml"
     suite.write_text(SUITE.format(data=tmp / "data", export=tmp / "onnx", output=tmp / name, executor=executor,
                                   grid=str(grid).lower()))
-    return run_suite(load_suite(suite), RunOptions(cache_dir=cache, progress=False, command=["test"]))
+    return run_suite(load_suite(suite), RunOptions(cache_dir=cache, progress=False, command=["test"],
+                                                   executor=option))
 
 
 @pytest.mark.usefixtures("ray_session")
 def test_suite_on_ray_equals_local_for_dense_bm25_and_hybrid(tmp_path: Path) -> None:
     _tiny_beir(tmp_path / "data")
     local = _run(tmp_path, "local", "local", tmp_path / "cache-local")
-    on_ray = _run(tmp_path, "ray", "ray", tmp_path / "cache-ray")
+    on_ray = _run(tmp_path, "ray", "local", tmp_path / "cache-ray", option="ray")  # as 'run --executor ray'
     grid = _run(tmp_path, "grid", "ray", tmp_path / "cache-grid", grid=True)
     for other in (on_ray, grid):
         for a, b in zip(local.cells, other.cells, strict=True):
@@ -174,6 +175,15 @@ def test_suite_on_ray_equals_local_for_dense_bm25_and_hybrid(tmp_path: Path) -> 
     cells = {c.system: c for c in on_ray.cells}
     assert cells["dense"].stats["shards"] == 2 and cells["dense"].stats["docs_encoded"] == len(DOCS)
     assert all("ray_search_seconds" in c.stats for c in grid.cells)  # each cell ran as a Ray task
+    # the executor that ran, and its settings, are in the results (--executor ray over the suite's local too)
+    assert local.config["executor"] == "local" and "executor_settings" not in local.config
+    for results, grid_mode in ((on_ray, False), (grid, True)):
+        written = json.loads(Path(results.path).read_text())["config"]
+        assert written["executor"] == "ray"
+        settings = written["executor_settings"]
+        assert settings["executor"] == "ray" and settings["address"] == "connected"  # the test's Ray session
+        assert (settings["num_workers"], settings["batch_size"], settings["num_gpus_per_worker"]) == (1, 4, 0)
+        assert settings["num_shards"] == 2 and settings["grid"] is grid_mode and settings["cpus"] == 2
 
 
 def test_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:

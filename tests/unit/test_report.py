@@ -126,7 +126,10 @@ def _write_fixture(folder: Path) -> SuiteResults:
         systems=[{"name": s, "meta": {"name": s, "kind": "bm25", "label": f"{s} label", "model": None,
                                       "model_fingerprint": "fp-" + str(i), "params": {"k1": 1.2}}}
                  for i, s in enumerate(runs)],
-        cells=cells, config={"seed": 0, "k": 30}, timing={"total": 3.0},
+        cells=cells, timing={"total": 3.0},
+        config={"seed": 0, "k": 30, "executor": "ray", "executor_settings": {
+            "executor": "ray", "address": "10.0.0.1:6379", "nodes": 3, "cpus": 48.0, "gpus": 2.0, "num_workers": 2,
+            "batch_size": 64, "num_gpus_per_worker": 1.0, "num_shards": 4, "grid": False}},
         skipped=[{"task": "big", "reason": "/data/big: task 'big': data not found"}],
     )
     gates = evaluate_gates(results, [GateSpec(name="fine-tune-needed", metric="recall@10", task="t", system="base",
@@ -758,3 +761,9 @@ def test_sts_results_without_pair_scores_say_why_there_is_no_test(fixture_result
     assert not sts.has_cis and sts.n_comparisons == 0 and sts.verdict is not None
     (standing,) = sts.verdict.standings
     assert standing.kind == "untested" and "no per-pair scores" in standing.reason
+
+
+def test_reproducibility_names_the_executor_and_its_settings(html: str) -> None:
+    section = html[html.index('id="reproducibility"'):html.index("Tasks (data)")]
+    assert ("<tr><th>executor</th><td>ray (10.0.0.1:6379: 3 node(s), 48 CPUs, 2 GPUs); 2 worker(s), batch 64, "
+            "1.0 GPU(s) per worker, 4 shards</td></tr>") in section
