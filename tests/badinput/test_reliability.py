@@ -237,9 +237,9 @@ def test_damaged_model_folder_is_a_one_line_error(tmp_path: Path, damage: str) -
     pytest.importorskip("onnxruntime")
     from evalsuite.errors import ConfigError
     from evalsuite.retrievers.encoders import export_onnx
-    from tests.unit.retrievers.test_rerank import _save_tiny_bert
+    from tests._tinymodel import save_tiny_bert
 
-    folder = _save_tiny_bert(tmp_path / "model", head=False)
+    folder = save_tiny_bert(tmp_path / "model", head=False)
     (folder / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))

@@ -203,9 +203,9 @@ def test_mteb_task_in_a_suite_agrees_with_the_native_task(tmp_path: Path) -> Non
 
 def test_rerank_over_a_suite_retriever_runs_in_a_suite(tmp_path: Path) -> None:
     """A composite whose first stage is also a system of the suite: indexed once, reranked."""
-    from tests.unit.retrievers.test_rerank import _save_tiny_bert
+    from tests._tinymodel import save_tiny_bert
 
-    model = _save_tiny_bert(tmp_path / "ce")
+    model = save_tiny_bert(tmp_path / "ce")
     spec = f"  - name: reranked\n    type: rerank\n    params: {{first_stage: bm25, model: {model}, top_n: 5}}\n"
     text = SUITE.replace("gates:", spec + "gates:")
     results = run_suite(load_suite(write_suite(tmp_path, text)), RunOptions(progress=False))

@@ -4,6 +4,7 @@ scores are fixed by hand (so every negative filter can be checked against a work
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,29 +12,22 @@ import pytest
 
 from evalsuite import Corpus, Qrels, Queries, Run
 from evalsuite.retrievers.base import RetrieverMeta
+from tests import _tinydata as _tiny
+from tests._tinymodel import build_tiny_model
 
+#: the tiny corpus (tests/_tinydata.py) with six documents reworded to share fewer words with
+#: their queries (what these tests' hand-set scores, pairs and leakage findings were written for)
 DOCS = {
+    **_tiny.DOCS,
     "d1": {"title": "Boundary layer growth", "text": "The layer thickens along a flat plate as the flow slows."},
     "d2": {"title": "Wing flutter", "text": "Aeroelastic instability of a swept wing grows when damping is low."},
     "d3": {"title": "Heat transfer", "text": "Conduction in composite slabs of two materials was solved exactly."},
     "d4": {"title": "Shock waves", "text": "A normal shock forms ahead of a blunt body at supersonic speed."},
-    "d5": {"title": "Propellers", "text": "A propeller slipstream increases the lift of the wing behind it."},
-    "d6": {"title": "Cooking", "text": "Bake the bread in a hot oven for forty minutes until golden."},
-    "d7": {"title": "Gardening", "text": "Tomatoes need sun, water and well drained soil to grow."},
     "d8": {"title": "Hypersonic heating", "text": "Heating of a blunt nose at hypersonic speed is severe."},
-    "d9": {"title": "", "text": "Laminar flow becomes turbulent when the Reynolds number is high."},
     "d10": {"title": "Music", "text": "the orchestra played music in a minor key."},
 }
-QUERIES = {
-    "q1": "how does the boundary layer grow on a flat plate",
-    "q2": "flutter of swept wings and structural damping",
-    "q3": "heat conduction through composite slabs",
-    "q4": "shock wave in front of a blunt body at supersonic speeds",
-    "q5": "effect of propeller slipstream on wing lift",
-    "q6": "when does laminar flow turn turbulent",
-}
-QRELS = {"q1": {"d1": 2, "d9": 1, "d6": 0}, "q2": {"d2": 2}, "q3": {"d3": 2}, "q4": {"d4": 2, "d8": 1},
-         "q5": {"d5": 2}, "q6": {"d9": 2, "d1": 1}}
+QUERIES = _tiny.QUERIES
+QRELS = {**_tiny.QRELS, "q1": {"d1": 2, "d9": 1, "d6": 0}}  # plus a judged non-relevant document
 
 
 @pytest.fixture
@@ -94,6 +88,13 @@ class EmbedMiner(FixedMiner):
                 for doc, score in self.scores.get(text, {}).items():
                     out[i, self.doc_index[doc]] = score
         return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    """The tiny sentence-transformers model of tests/_tinymodel.py, built once per session."""
+    pytest.importorskip("sentence_transformers")
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-st")
 
 
 @pytest.fixture(scope="session")

