@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,10 +38,15 @@ from evalsuite.executors import open_executor
 from evalsuite.results import CellResult, SuiteResults, environment
 from evalsuite.retrievers.base import Retriever
 from evalsuite.retrievers.cost import CostMeter
+from evalsuite.safepaths import safe_filename
 from evalsuite.tasks.base import STSData, Task
 from evalsuite.types import TaskData
 
-__all__ = ["RunOptions", "build_retrievers", "build_task", "run_suite", "store_path"]
+if TYPE_CHECKING:
+    from evalsuite.metrics.evaluate import EvalResult
+
+__all__ = ["RunOptions", "build_retrievers", "build_task", "run_suite", "score_cell", "store_path", "sts_cell",
+           "write_details", "write_per_query"]
 
 Progress = Callable[[str], None]
 
@@ -291,14 +296,14 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                         cell.aggregate = chosen
                     mteb_run = getattr(task, "last_run", None)
                     if cell.kind == "retrieval" and mteb_run is not None:
-                        run_file = Path("runs") / f"{_safe(spec.name)}__{_safe(system)}.trec"
+                        run_file = Path("runs") / f"{safe_filename(spec.name)}__{safe_filename(system)}.trec"
                         write_run(mteb_run, folder.path(run_file))
                         cell.run_file = str(run_file)
                         shown_docs.update(mteb_run.top_k(DETAIL_DEPTH).doc_ids.tolist())
                     cells.append(cell)
                     continue
                 if isinstance(data, STSData):
-                    cells.append(_sts_cell(spec, system, retriever, data, say))
+                    cells.append(sts_cell(spec, system, retriever, data, say))
                     continue
                 cell = CellResult(task=spec.name, system=system, kind="retrieval", aggregate={})
                 parts = _composite_parts(retriever)
@@ -320,16 +325,11 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
                 t0 = time.perf_counter()
                 result = evaluate(data.qrels, run, suite.metrics)
                 cell.timing["evaluate"] = time.perf_counter() - t0
-                cell.aggregate = dict(result.aggregate)
-                cell.per_query = {str(m): {str(q): (None if math.isnan(v) else float(v)) for q, v in col.items()}
-                                  for m, col in result.per_query.items()}
-                cell.n_queries = dict(result.n_queries)
-                cell.missing_queries = list(result.missing_queries)
-                cell.excluded_queries = list(result.excluded_queries)
+                score_cell(cell, result)
                 cell.stats = dict(retriever.stats)
                 cell.costs = meter.measure(retriever, index_seconds=cell.timing["index"])
                 cell.notes.extend(getattr(retriever, "notes", ()))
-                run_file = Path("runs") / f"{_safe(spec.name)}__{_safe(system)}.trec"
+                run_file = Path("runs") / f"{safe_filename(spec.name)}__{safe_filename(system)}.trec"
                 write_run(run, folder.path(run_file))
                 shown_docs.update(run.top_k(DETAIL_DEPTH).doc_ids.tolist())
                 cell.run_file = str(run_file)
@@ -340,8 +340,8 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             for line in sweep_summaries({n: retrievers[n] for n in systems}):
                 say(f"{spec.name}: {line}")
             if not isinstance(data, STSData):
-                _write_details(data, shown_docs, folder.path(f"details/{_safe(spec.name)}.json"))
-                info["details_file"] = f"details/{_safe(spec.name)}.json"
+                write_details(data, shown_docs, folder.path(f"details/{safe_filename(spec.name)}.json"))
+                info["details_file"] = f"details/{safe_filename(spec.name)}.json"
 
         results = SuiteResults(
             suite=suite.name, run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -352,7 +352,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             skipped=skipped,
             timing={"total": time.perf_counter() - started},
         )
-        _write_per_query(results, partial / "per_query.csv")
+        write_per_query(results, partial / "per_query.csv")
         if options.finish is not None:
             results.path = str(partial / "results.json")
             options.finish(results, partial)
@@ -376,7 +376,21 @@ def store_path(suite: SuiteConfig, output: Path | None = None) -> Path:
     return (output or suite.output_root()) / "history.sqlite"
 
 
-def _sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, say: Progress) -> CellResult:
+def score_cell(cell: CellResult, result: EvalResult) -> None:
+    """Put an evaluation's numbers into a retrieval cell: the aggregates, the per-query values
+    (NaN -- a query excluded for this metric -- as None), the query counts and the missing and
+    excluded queries. Shared by :func:`run_suite` and the fine-tune loop."""
+    cell.aggregate = dict(result.aggregate)
+    cell.per_query = {str(m): {str(q): (None if math.isnan(v) else float(v)) for q, v in col.items()}
+                      for m, col in result.per_query.items()}
+    cell.n_queries = dict(result.n_queries)
+    cell.missing_queries = list(result.missing_queries)
+    cell.excluded_queries = list(result.excluded_queries)
+
+
+def sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, say: Progress) -> CellResult:
+    """One system on an STS task: Spearman and Pearson of its cosine scores against the gold
+    scores (a note, no numbers, for a system without a sentence encoder)."""
     cell = CellResult(task=spec.name, system=system, kind="sts", aggregate={})
     encoder = _encoder_of(retriever)
     if encoder is None or not hasattr(encoder, "encode"):
@@ -446,8 +460,9 @@ def _leakage_summary(data: TaskData, content_hash: str | None, cache: Path | Non
     return summary
 
 
-def _write_details(data: TaskData, doc_ids: set[str], path: Path) -> None:
-    """Query texts, judgements and shown documents' title + snippet (see the module docstring)."""
+def write_details(data: TaskData, doc_ids: set[str], path: Path) -> None:
+    """``details/<task>.json``: query texts, judgements and the title + snippet of each
+    document of ``doc_ids`` (see the module docstring)."""
     import json
 
     from evalsuite.io._text import atomic_write
@@ -469,11 +484,8 @@ def _write_details(data: TaskData, doc_ids: set[str], path: Path) -> None:
         json.dump(details, fh, ensure_ascii=False, separators=(",", ":"))
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _write_per_query(results: SuiteResults, path: Path) -> None:
+def write_per_query(results: SuiteResults, path: Path) -> None:
+    """``per_query.csv``: task, system, query_id and one column per metric (retrieval cells)."""
     import csv
 
     from evalsuite.io._text import atomic_write

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from evalsuite.errors import DataError
 
-__all__ = ["NAME_PATTERN", "NAME_RULE", "check_name", "contained", "name_problem", "names_collide"]
+__all__ = ["NAME_PATTERN", "NAME_RULE", "check_name", "contained", "name_problem", "names_collide", "safe_filename"]
 
 #: what a suite/task/system/gate name or run id must match (the whole string)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -60,6 +60,12 @@ def names_collide(names: Iterable[str]) -> tuple[str, str] | None:
             return seen[key], name
         seen.setdefault(key, name)
     return None
+
+
+def safe_filename(name: str) -> str:
+    """``name`` as a file-name part: every character but letters, digits, ``-``, ``_`` and
+    ``.`` replaced by ``_`` (run files, details files, default report names)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def contained(root: str | Path, relative: str | Path, *, what: str = "path", source: str | Path | None = None) -> Path:

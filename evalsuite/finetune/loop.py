@@ -110,7 +110,8 @@ def _evaluate_cell(task: str, system: str, retriever: Any, data: TaskData, metri
     """Index, search and evaluate one system on (held-out) data."""
     from evalsuite.io import write_run
     from evalsuite.metrics.evaluate import evaluate
-    from evalsuite.runner import _safe
+    from evalsuite.runner import score_cell
+    from evalsuite.safepaths import safe_filename
 
     cell = CellResult(task=task, system=system, kind="retrieval", aggregate={})
     t0 = time.perf_counter()
@@ -119,16 +120,10 @@ def _evaluate_cell(task: str, system: str, retriever: Any, data: TaskData, metri
     t0 = time.perf_counter()
     run = retriever.search(data.queries, k=k).with_name(system)
     cell.timing["search"] = time.perf_counter() - t0
-    result = evaluate(data.qrels, run, metrics)
-    cell.aggregate = dict(result.aggregate)
-    cell.per_query = {str(m): {str(q): (None if math.isnan(v) else float(v)) for q, v in col.items()}
-                      for m, col in result.per_query.items()}
-    cell.n_queries = dict(result.n_queries)
-    cell.missing_queries = list(result.missing_queries)
-    cell.excluded_queries = list(result.excluded_queries)
+    score_cell(cell, evaluate(data.qrels, run, metrics))
     cell.stats = dict(retriever.stats)
     if run_folder is not None:
-        name = Path("runs") / f"{_safe(task)}__{_safe(system)}.trec"
+        name = Path("runs") / f"{safe_filename(task)}__{safe_filename(system)}.trec"
         write_run(run, run_folder / name)
         cell.run_file = str(name)
     return cell, run
@@ -238,7 +233,7 @@ def run_finetune(
     from evalsuite.models import content_fingerprint
     from evalsuite.results import environment
     from evalsuite.retrievers import get_retriever
-    from evalsuite.runner import RunOptions, _sts_cell, _write_details, _write_per_query, build_retrievers, build_task
+    from evalsuite.runner import RunOptions, build_retrievers, build_task, sts_cell, write_details, write_per_query
     from evalsuite.tasks.base import STSData
 
     spec = _spec(suite)
@@ -372,7 +367,7 @@ def run_finetune(
         cell.notes.append(f"held-out queries only ({len(split.test)} of {len(judged)})")
         shown.update(run.top_k(10).doc_ids.tolist())
         cells.append(cell)
-    _write_details(heldout, shown, out / "details" / f"{spec.task}.json")
+    write_details(heldout, shown, out / "details" / f"{spec.task}.json")
     base_cell, tuned_cell = cells[0], cells[1]
     gains = {m: gain(tuned_cell.per_query[m], base_cell.per_query[m], m, seed=seed)
              for m in suite.metrics if m in tuned_cell.per_query and m in base_cell.per_query}
@@ -400,7 +395,7 @@ def run_finetune(
         for system, retriever in systems[:2]:
             say(f"{name} (out of domain) / {system}: evaluating")
             if isinstance(ood, STSData):
-                ood_cell = _sts_cell(ood_spec, system, retriever, ood, say)
+                ood_cell = sts_cell(ood_spec, system, retriever, ood, say)
             else:
                 ood_cell, _ = _evaluate_cell(name, system, retriever, ood, list(suite.metrics), suite.k, out)
             cells.append(ood_cell)
@@ -443,7 +438,7 @@ def run_finetune(
         tasks=task_infos, systems=[{"name": n, "meta": r.meta.to_dict()} for n, r in systems],
         cells=cells, config={**suite.model_dump(mode="json"), "source": suite.source}, gates=gates,
         timing={"total": timing["total"]}, path=str(out / "results.json"), finetune=payload)
-    _write_per_query(results, out / "per_query.csv")
+    write_per_query(results, out / "per_query.csv")
     results.write(out / "results.json")
     if write_report:
         from evalsuite.report import build_report, render_html, render_markdown

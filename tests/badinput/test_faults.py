@@ -25,18 +25,18 @@ from tests.badinput.world import build, copy
 REPO = Path(__file__).resolve().parents[2]
 RUN = ["run", "suite.yaml", "-q", "--no-progress", "--no-report"]
 
-# Runs the CLI with runner._write_details pausing (after writing) until the test signals it.
+# Runs the CLI with runner.write_details pausing (after writing) until the test signals it.
 PAUSING = """
 import sys, time
 from pathlib import Path
 import evalsuite.runner as runner
 marker = Path(sys.argv[1])
-original = runner._write_details
+original = runner.write_details
 def paused(*args, **kwargs):
     original(*args, **kwargs)
     marker.write_text("paused")
     time.sleep(120)
-runner._write_details = paused
+runner.write_details = paused
 from evalsuite.cli import main
 sys.exit(main(sys.argv[2:]))
 """

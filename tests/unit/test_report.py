@@ -34,7 +34,7 @@ from evalsuite.report.command import add_report_parser, default_report_path
 from evalsuite.report.markdown import md_escape
 from evalsuite.report.render import report_html
 from evalsuite.results import CellResult, SuiteResults, load_results
-from evalsuite.runner import _write_per_query
+from evalsuite.runner import write_per_query
 from evalsuite.types import Run
 
 HOSTILE_QUERY = "<script>alert(1)</script> wing flutter"
@@ -138,7 +138,7 @@ def _write_fixture(folder: Path) -> SuiteResults:
     results.gates = gates.to_dict()["gates"]
     results.path = str(folder / "results.json")
     results.write(folder / "results.json")
-    _write_per_query(results, folder / "per_query.csv")
+    write_per_query(results, folder / "per_query.csv")
     return results
 
 
