@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 from evalsuite import __version__
+from evalsuite._cliargs import add_baseline_system, add_suite_run_options, add_task_source
 from evalsuite.errors import ConfigError, EvalsuiteError
 
 __all__ = ["main"]
@@ -236,20 +237,14 @@ def _add_run(sub: Any) -> None:
                    "baselines/<suite>.json, meant to be committed): the explicit ratchet")
     p.add_argument("--force", action="store_true", help="with --update-baseline: update even if a gate failed")
     _add_gate_outputs(p)
-    p.add_argument("--no-report", action="store_true", help="do not write report.html / report.md")
-    p.add_argument("--baseline-system", metavar="NAME",
-                   help="system the report's tables compare with (default: the first; the verdict and the "
-                   "pairwise matrices compare every pair)")
-    p.add_argument("--cache-dir", help="embedding cache folder (default: ~/.cache/evalsuite)")
+    add_baseline_system(p)
+    add_suite_run_options(p)
     p.add_argument("--no-cache", action="store_true", help="encode everything, read and write no cache")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bars")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--executor", choices=["local", "ray"],
                    help="where encoding and search run (default: the suite's 'executor', local; docs/scale-out.md)")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join with --executor ray (default: $RAY_ADDRESS, else the suite's "
                    "ray.address, else a local Ray instance)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--digits", type=_non_negative, default=4, help="decimals shown (default 4)")
     p.add_argument("--costs", action="store_true", help="also print each system's costs (index size per document, "
                    "query latency p50/p95, queries/s, index time)")
@@ -646,8 +641,7 @@ def _add_leakage(sub: Any) -> None:
     p = sub.add_parser("check-leakage", help="train/eval overlap, self-retrieval and duplicate checks",
                        description="Check an evaluation set (golden set or BEIR folder), optionally against "
                        "fine-tuning pairs, for leakage. Exit 1 when --max-rate is exceeded.")
-    p.add_argument("task", help="golden set (folder or file) or BEIR folder")
-    p.add_argument("--split", default="test")
+    add_task_source(p)
     p.add_argument("--train", help="training pairs: JSONL/CSV with query, positive[, negative]")
     p.add_argument("--threshold", type=_fraction, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
     p.add_argument("--max-rate", type=_fraction, help="fail (exit 1) when the leakage rate exceeds this (0 to 1)")

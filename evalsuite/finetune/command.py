@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evalsuite._cliargs import add_suite_run_options, add_task_source
 from evalsuite.errors import ConfigError
 
 __all__ = ["add_finetune_parsers"]
@@ -41,11 +42,7 @@ def add_finetune_parsers(sub: Any) -> None:
     p.add_argument("--allow-leakage", action="store_true",
                    help="train even when training pairs hold held-out queries (the results and report say so)")
     p.add_argument("--device", help="torch device for training (default: CUDA when available, else CPU)")
-    p.add_argument("--cache-dir", help="embedding cache folder (default: ~/.cache/evalsuite)")
-    p.add_argument("--no-report", action="store_true", help="do not write report.html / report.md")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bars")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    add_suite_run_options(p)
     p.set_defaults(handler=cmd_finetune)
 
     p = sub.add_parser("pairs", help="training pairs from a task's qrels or titles, split by query",
@@ -53,8 +50,7 @@ def add_finetune_parsers(sub: Any) -> None:
                        "from the training queries of a seeded split by query (pairs from qrels), or title -> body "
                        "pairs (no labels; the title never inside its body), and the split as "
                        "<output>.split.json.")
-    p.add_argument("task", help="golden set (folder or file) or BEIR folder")
-    p.add_argument("--split", default="test", help="qrels split of the task (default: test)")
+    add_task_source(p)
     p.add_argument("--from", dest="source", choices=("qrels", "titles"), default="qrels")
     p.add_argument("--test-fraction", type=float, help="held-out share of the judged queries (default: 0.5 for "
                    "qrels, 1.0 for titles)")
@@ -69,8 +65,7 @@ def add_finetune_parsers(sub: Any) -> None:
                        "retriever, drop known positives, filter likely false negatives (skip top ranks, absolute / "
                        "relative margin below the positive, max score, cross-encoder), sample per pair with a seed, "
                        "and write JSONL in sentence-transformers columns anchor, positive, negative_1..n.")
-    p.add_argument("task", help="golden set (folder or file) or BEIR folder: the corpus to mine from")
-    p.add_argument("--split", default="test")
+    add_task_source(p, role="the corpus to mine from")
     p.add_argument("--pairs", help="pairs file (JSONL/CSV/TSV); default: pairs from the task's qrels of the "
                    "training queries of a seeded split (see --test-fraction)")
     p.add_argument("--test-fraction", type=float, default=0.5, help="with pairs from qrels: held-out share")

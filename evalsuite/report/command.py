@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalsuite._cliargs import add_baseline_system
 from evalsuite.errors import ConfigError
+from evalsuite.safepaths import safe_filename
 
 if TYPE_CHECKING:  # the CLI imports this module at start-up: keep it light (no pandas)
     from evalsuite.results import SuiteResults
@@ -23,8 +25,7 @@ __all__ = ["add_report_parser", "cmd_report", "default_report_path"]
 
 def default_report_path(results: SuiteResults, root: str | Path = "reports") -> Path:
     """``<root>/<suite>-<run_id>.html`` (the default of ``evalsuite report``)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{results.suite}-{results.run_id}")
-    return Path(root) / f"{safe}.html"
+    return Path(root) / f"{safe_filename(f'{results.suite}-{results.run_id}')}.html"
 
 
 def add_report_parser(sub: Any) -> None:
@@ -39,9 +40,7 @@ def add_report_parser(sub: Any) -> None:
                    help="results.json or a results folder; several are combined into one report")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="HTML file to write, or a folder (default: reports/<suite>-<run_id>.html)")
-    p.add_argument("--baseline-system", metavar="NAME",
-                   help="system the tables' ▲/▼ compare with (default: the first system; the pairwise "
-                   "matrices compare every pair)")
+    add_baseline_system(p)
     p.add_argument("--compare-system", metavar="NAME",
                    help="challenger in the per-query drill-down (default: the best other system per task)")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary here ('-' for stdout)")
