@@ -198,28 +198,41 @@ def _check_shape(data: dict[str, Any], where: str | None) -> dict[str, Any]:
     return checked
 
 
-def _results_models() -> Any:
-    from pydantic import BaseModel, ConfigDict, Field
+#: cell fields a results file may hold in any shape (what reads them copes with any)
+_FREE_CELL_FIELDS = ("pair_scores", "costs")
 
-    number = float | None
+
+def _checked_cell_fields(field: Any) -> dict[str, Any]:
+    """The fields of :class:`CellResult` as pydantic field definitions, so that the shape
+    check of a results file follows the dataclass: the same names, types and defaults,
+    except that an aggregate may be None (NaN is written as null) and the
+    :data:`_FREE_CELL_FIELDS` are left unchecked."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(CellResult)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(CellResult):
+        if f.name in _FREE_CELL_FIELDS:
+            continue
+        annotation = dict[str, float | None] if f.name == "aggregate" else hints[f.name]
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = field(default_factory=f.default_factory)
+        else:
+            default = ...
+        out[f.name] = (annotation, default)
+    return out
+
+
+def _results_models() -> Any:
+    from pydantic import BaseModel, ConfigDict, Field, create_model
 
     class _Model(BaseModel):
         model_config = ConfigDict(strict=True, extra="allow")
 
-    class _Cell(_Model):
-        task: str
-        system: str
-        kind: str
-        aggregate: dict[str, number]
-        per_query: dict[str, dict[str, number]] = Field(default_factory=dict)
-        n_queries: dict[str, int] = Field(default_factory=dict)
-        missing_queries: list[str] = Field(default_factory=list)
-        excluded_queries: list[str] = Field(default_factory=list)
-        identical_ids_dropped: int = 0
-        run_file: str | None = None
-        timing: dict[str, float] = Field(default_factory=dict)
-        stats: dict[str, Any] = Field(default_factory=dict)
-        notes: list[str] = Field(default_factory=list)
+    _Cell = create_model("_Cell", __base__=_Model, **_checked_cell_fields(Field))
 
     class _File(_Model):
         suite: str
@@ -233,7 +246,7 @@ def _results_models() -> Any:
         skipped: list[dict[str, Any]] = Field(default_factory=list)
         timing: dict[str, float] = Field(default_factory=dict)
         gates: list[dict[str, Any]] = Field(default_factory=list)
-        results: list[_Cell] = Field(default_factory=list)
+        results: list[_Cell] = Field(default_factory=list)  # type: ignore[valid-type]
         finetune: dict[str, Any] = Field(default_factory=dict)  # written by evalsuite finetune
 
     return _File
