@@ -15,7 +15,7 @@ randomization p-value, plus the wall time:
 * ``hardpair``: as ``hard``, the margin taken from each pair's own positive;
 * ``titles``: title -> body pairs from the corpus (no labels), all 225 queries held out.
 
-One MNRL epoch, batch 32, learning rate 3e-5, warm-up 10%, seed 0 (the figures of
+One MNRL epoch, batch 32, learning rate 3e-5 (``--learning-rate``), warm-up 10%, seed 0 (the figures of
 ``../shared/FINETUNE.md``). Configurations run one after another; the machine's load average
 is printed beside every timing. Output folders go under ``--work`` (default: a temp folder).
 """
@@ -43,7 +43,7 @@ CONFIGS = {
 }
 
 
-def suite_yaml(data: Path, cache: Path, config: str, epochs: float) -> str:
+def suite_yaml(data: Path, cache: Path, config: str, epochs: float, learning_rate: float) -> str:
     return f"""
 name: finetune-bench
 metrics: [ndcg@10, recall@10, recall@100]
@@ -59,17 +59,19 @@ finetune:
   seed: 0
 {CONFIGS[config]}  epochs: {epochs}
   batch_size: 32
-  learning_rate: 3.0e-5
+  learning_rate: {learning_rate}
   warmup_ratio: 0.1
 """
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_data = Path(os.environ.get("EVALSUITE_DATA_DIR", REPO.parent / "shared" / "data")) / "cranfield"
+    shared = next((p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared")
+    default_data = Path(os.environ.get("EVALSUITE_DATA_DIR", shared / "data")) / "cranfield"
     parser.add_argument("--data", type=Path, default=default_data)
     parser.add_argument("--configs", default="inbatch,hard,titles")
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--learning-rate", type=float, default=3.0e-5)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--work", type=Path, help="folder for the outputs (default: a temp folder)")
     args = parser.parse_args()
@@ -89,7 +91,8 @@ def main() -> int:
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         suite_file = folder / "suite.yaml"
-        suite_file.write_text(suite_yaml(args.data.resolve(), work / "cache", name, args.epochs))
+        suite_file.write_text(suite_yaml(args.data.resolve(), work / "cache", name, args.epochs,
+                                         args.learning_rate))
         load_before = os.getloadavg()[0]
         began = time.perf_counter()
         outcome = run_finetune(load_suite(suite_file), folder / "out", progress=False,
@@ -97,7 +100,7 @@ def main() -> int:
         wall = time.perf_counter() - began
         ft = outcome.finetune
         row = {"config": name, "pairs": ft["pairs"]["pairs"], "test_queries": len(ft["test_queries"]),
-               "train_queries": len(ft["train_queries"]), "wall_s": wall,
+               "train_queries": len(ft["train_queries"]), "wall_s": wall, "learning_rate": args.learning_rate,
                "training_s": ft["training"]["seconds"], "steps": ft["training"]["steps"],
                "load_before": load_before, "load_after": os.getloadavg()[0], "torch_threads": torch.get_num_threads(),
                "gain": ft["gain"], "verdict": ft["verdict"], "output": str(folder / "out")}
