@@ -39,28 +39,43 @@ What each axis does, exactly:
   the centre of their bucket) and re-ranked; the top ``k`` are kept. The int8 vectors are kept
   for that (``rescore_bytes_per_doc`` in the costs; they could live on disk).
 * ``index``: ``flat`` (exhaustive), ``{hnsw: {M, ef_search, ef_construction}}`` (efSearch is
-  raised to the search depth when smaller, as the dense retriever does), ``{ivf: {nlist,
+  raised to the search depth when smaller, as the dense retriever does: see below), ``{ivf: {nlist,
   nprobe}}`` (nlist capped at docs // 39, as the dense retriever does; ``nprobe`` capped at it).
-  ``ef_search`` and ``nprobe`` may be lists.
+  ``ef_search`` and ``nprobe`` may be lists. FAISS HNSW returns at most efSearch candidates, so
+  the search runs with ``max(ef_search, depth)``, depth = k x rescore + 8 (for ties): at k = 100
+  every ef_search up to 108 is one search (up to 408 with rescore 4), and such points have
+  identical results by construction; the point's notes and ``costs["hnsw_ef_search_effective"]``
+  say the efSearch used, and the sweep's summary lists the points that searched alike. Choose
+  ef_search values above the depth to see its effect.
 * ``encoder``: ``fp32`` (the retriever's own encoder: for a sentence-transformers model on CPU,
   its fp32 ONNX export), ``int8`` (that export dynamically quantized by onnxruntime
   ``quantize_dynamic``), ``bf16`` (sentence-transformers in bfloat16; only where the CPU
   computes bfloat16 natively, else left out with a note). Each encoder encodes the corpus once.
 
+Shared work: the truncated vectors and int8 codes are made once per dim, the packed bits once
+per dim, and one FAISS index per (dim, precision, index structure); points that differ only in
+ef_search, nprobe or rescore search that index (ef_search and nprobe are set per search). FAISS
+runs on one thread in the sweep (see :func:`faiss_single_thread`).
+
 Costs (:mod:`evalsuite.retrievers.cost`): a point's index is measured by serialising its FAISS
-index; its query latency is the query's encoding (measured once per encoder, uncached) plus the
-point's own search (truncation, quantization, FAISS, rescoring). Each point also measures
-exhaustive search at two corpus sizes (the corpus and the corpus plus 9x as many random
-vectors of the same precision), from which :mod:`evalsuite.tradeoffs` extrapolates.
+index (once per shared index); ``index_seconds`` is the work its index needs from the float32
+vectors (truncation, quantization, FAISS build: counted for every point that shares it) plus
+the corpus's encoding or cache read when this point did it; its query latency is the query's
+encoding (measured once per encoder, uncached) plus the point's own search (truncation,
+quantization, FAISS, rescoring), timed query by query for every point. Each (dim, precision) also
+measures exhaustive search at two corpus sizes (random unit vectors: max(corpus, 10,000) and
+10x that), from which :mod:`evalsuite.tradeoffs` extrapolates; every point of that dim and
+precision (the frontier's among them) reports it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -219,6 +234,82 @@ def _texts_key(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class _Derived:
+    """One dim of one corpus: the truncated float32 vectors, their corpus-calibrated int8
+    codes (the int8 points' index and every point's rescoring vectors) and, made on first use,
+    the packed bits; ``seconds``: the time it took (every point of this dim reports it)."""
+
+    dim: int
+    vectors: NDArray[np.float32]
+    ranges: NDArray[np.float32]
+    codes: NDArray[np.int8]
+    seconds: float
+    _data: dict[str, tuple[NDArray[Any], float]] = field(default_factory=dict)
+
+    def data(self, precision: str) -> tuple[NDArray[Any], float]:
+        """What the index of ``precision`` holds and the seconds it took to make (0 for float32
+        and int8: made with the codes)."""
+        if precision not in self._data:
+            began = time.perf_counter()
+            if precision == "float32":
+                made: NDArray[Any] = self.vectors
+            elif precision == "int8":
+                made = self.codes.astype(np.float32)
+            else:
+                made = np.asarray(_quantize(self.vectors, "ubinary"), dtype=np.uint8)
+            self._data[precision] = (made, time.perf_counter() - began)
+        return self._data[precision]
+
+
+@dataclass
+class _SharedIndex:
+    """A FAISS index shared by the points that differ only in ef_search / nprobe / rescore."""
+
+    index: Any
+    nlist: int
+    quantizer: Any
+    build_seconds: float
+    built_by: str
+    nbytes: int | None = None
+
+
+class _CorpusSlot:
+    """What every point of a sweep derives from one corpus, made once: the stacked float32
+    vectors, the doc-id ranks, each dim's :class:`_Derived` and each index structure."""
+
+    def __init__(self, key: str, full: NDArray[np.float32], id_rank: NDArray[np.int64]) -> None:
+        self.key = key
+        self.corpus: Corpus | None = None
+        self.full = full
+        self.id_rank = id_rank
+        self._derived: dict[int | None, _Derived] = {}
+        self._indexes: dict[tuple[Any, ...], _SharedIndex] = {}
+
+    def derive(self, dim: int | None, normalize: bool) -> _Derived:
+        if dim is not None and dim >= self.full.shape[1]:
+            dim = None  # all the dimensions: the vectors as they are
+        if dim not in self._derived:
+            _quantize_embeddings()  # the import, untimed
+            began = time.perf_counter()
+            vectors = _truncate(self.full, dim, normalize)
+            ranges = np.stack([vectors.min(axis=0), vectors.max(axis=0)]).astype(np.float32)
+            codes = np.asarray(_quantize(vectors, "int8", ranges), dtype=np.int8)
+            self._derived[dim] = _Derived(vectors.shape[1], vectors, ranges, codes, time.perf_counter() - began)
+        return self._derived[dim]
+
+    def index_for(self, faiss: Any, spec: PointSpec, derived: _Derived, data: NDArray[Any],
+                  name: str) -> _SharedIndex:
+        ix = spec.index
+        structure = {"flat": (), "hnsw": (ix.m, ix.ef_construction), "ivf": (ix.nlist,)}[ix.kind]
+        key = (derived.dim, spec.precision, ix.kind, *structure)
+        if key not in self._indexes:
+            began = time.perf_counter()
+            index, nlist, _, quantizer = _build_index(faiss, spec.precision, ix, data, derived.dim)
+            self._indexes[key] = _SharedIndex(index, nlist, quantizer, time.perf_counter() - began, name)
+        return self._indexes[key]
+
+
 class SharedEncoding:
     """The float32 vectors of one encoder, computed once (via the dense retriever's embedding
     cache) and held in memory for every point of a sweep; counts what it encoded."""
@@ -233,6 +324,31 @@ class SharedEncoding:
         self.encoded = {"document": 0, "query": 0}
         self.from_cache = {"document": 0, "query": 0}
         self.encode_seconds = {"document": 0.0, "query": 0.0}
+        self._slot: _CorpusSlot | None = None
+        self._synthetic: tuple[tuple[int, int], NDArray[np.float32]] | None = None
+
+    def corpus_slot(self, corpus: Corpus) -> _CorpusSlot:
+        """The shared derivations of ``corpus`` (one corpus held at a time: a suite's tasks run
+        one after the other)."""
+        if self._slot is not None and self._slot.corpus is corpus:  # the runner passes one object per task
+            return self._slot
+        contents = corpus.contents()
+        key = _texts_key([*map(str, corpus.ids.tolist()), *contents])
+        if self._slot is None or self._slot.key != key:
+            self._slot = None
+            self._slot = _CorpusSlot(key, self.vectors(contents, "document"), _id_rank(corpus.ids))
+        self._slot.corpus = corpus
+        return self._slot
+
+    def synthetic(self, n: int, dim: int) -> NDArray[np.float32]:
+        """``n`` random unit vectors of ``dim`` (seeded), for the exhaustive-search scaling;
+        the last set is kept (points come dim by dim, and every precision of a dim reuses it)."""
+        if self._synthetic is None or self._synthetic[0] != (n, dim):
+            self._synthetic = None
+            vectors = np.random.default_rng(0).standard_normal((n, dim), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            self._synthetic = ((n, dim), vectors)
+        return self._synthetic[1]
 
     @property
     def full_dim(self) -> int:
@@ -275,6 +391,22 @@ class SharedEncoding:
 # -- one point --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def faiss_single_thread(faiss: Any) -> Iterator[None]:
+    """Run FAISS on one OpenMP thread for the duration (the sweep's builds and searches).
+
+    At a few thousand documents a parallel region costs more than it saves, and on a loaded
+    machine it waits for a descheduled worker thread: one query against a 1,400-vector
+    ``IndexBinaryFlat`` took 47 ms with two threads beside other jobs and 0.012 ms with one.
+    Single-threaded search is also what ann-benchmarks times. Results do not depend on it."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def _truncate(vectors: NDArray[np.float32], dim: int | None, normalize: bool) -> NDArray[np.float32]:
     """The first ``dim`` components, L2-normalised again (cosine); all of them: unchanged (the
     encoder's vectors, bit for bit, so that the full float32 point is the dense retriever)."""
@@ -287,9 +419,16 @@ def _truncate(vectors: NDArray[np.float32], dim: int | None, normalize: bool) ->
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _quantize(vectors: NDArray[np.float32], precision: str, ranges: NDArray[np.float32] | None = None) -> Any:
+def _quantize_embeddings() -> Any:
+    """sentence-transformers' ``quantize_embeddings`` (importing the package takes seconds: done
+    before any timed step, so that no point's index time counts it)."""
     from sentence_transformers.util.quantization import quantize_embeddings
 
+    return quantize_embeddings
+
+
+def _quantize(vectors: NDArray[np.float32], precision: str, ranges: NDArray[np.float32] | None = None) -> Any:
+    quantize_embeddings = _quantize_embeddings()
     if precision == "int8":
         return quantize_embeddings(vectors, precision="int8", ranges=ranges)
     return quantize_embeddings(vectors, precision="ubinary")
@@ -367,6 +506,9 @@ class SweepPoint:
         self.encoder = dense.encoder  # what the point runs per query (model size in the costs)
         self.similarity = dense.similarity
         self._built: _Built | None = None
+        self._shared_index: _SharedIndex | None = None
+        self._index_seconds = 0.0
+        self._faiss: Any = None
         self._scaling: dict[str, Any] | None = None
         params = {"sweep": {"dim": spec.dim or "full", "precision": spec.precision, "rescore": spec.rescore,
                             "index": spec.index.__dict__, "encoder": spec.encoder},
@@ -396,39 +538,42 @@ class SweepPoint:
     # -- index ------------------------------------------------------------------------------------
 
     def index(self, corpus: Corpus) -> None:
-        """Derive this point's index from the shared float32 document vectors."""
+        """Derive this point's index from the shared float32 document vectors.
+
+        The truncated vectors and their int8 codes are made once per dim, the packed bits once
+        per dim, and the FAISS index once per (dim, precision, index structure): points that
+        differ only in ``ef_search``, ``nprobe`` or ``rescore`` search the same index (set per
+        search). Each point's ``index_seconds`` counts all the work its index needed, shared or
+        not (see :meth:`cost_extras`)."""
         if len(corpus) == 0:
             raise DataError(f"retriever {self.meta.name!r}: the corpus is empty")
-        faiss = require("faiss", package="faiss-cpu", extra="dense", purpose="the sweep")
+        faiss = self._faiss = require("faiss", package="faiss-cpu", extra="dense", purpose="the sweep")
         began = time.perf_counter()
         encoded_before = self.shared.encoded["document"]
-        full = self.shared.vectors(corpus.contents(), "document")
+        slot = self.shared.corpus_slot(corpus)
         encode_seconds = time.perf_counter() - began
-        build_began = time.perf_counter()
         spec = self.spec
-        if spec.dim is not None and spec.dim > full.shape[1]:
+        full_dim = slot.full.shape[1]
+        if spec.dim is not None and spec.dim > full_dim:
             raise ConfigError(f"sweep {self.meta.name!r}: dim {spec.dim} is larger than the model's "
-                              f"{full.shape[1]} dimensions")
-        vectors = _truncate(full, spec.dim, self.similarity == "cosine")
-        d = vectors.shape[1]
-        codes = ranges = None
-        if spec.precision == "int8" or spec.rescore > 1:
-            ranges = np.stack([vectors.min(axis=0), vectors.max(axis=0)]).astype(np.float32)
-            codes = np.asarray(_quantize(vectors, "int8", ranges), dtype=np.int8)
-        if spec.precision == "float32":
-            data: NDArray[Any] = vectors
-        elif spec.precision == "int8":
-            assert codes is not None
-            data = codes.astype(np.float32)
-        else:
-            data = np.asarray(_quantize(vectors, "ubinary"), dtype=np.uint8)
-        index, nlist, nprobe, quantizer = _build_index(faiss, spec.precision, spec.index, data, d)
-        self._built = _Built(index, codes if spec.rescore > 1 else None, ranges, corpus.ids, _id_rank(corpus.ids),
-                             d, nlist, nprobe, {"quantizer": quantizer})
-        if spec.index.kind == "ivf" and nlist < spec.index.nlist:
-            self.notes = [f"IVF nlist {spec.index.nlist} capped at {nlist}: k-means needs ~{_MIN_POINTS_PER_CELL} "
-                          f"documents per cell and the corpus has {len(corpus)}"]
-        now = time.perf_counter()
+                              f"{full_dim} dimensions")
+        with faiss_single_thread(faiss):
+            derived = slot.derive(spec.dim, self.similarity == "cosine")
+            data, pack_seconds = derived.data(spec.precision)
+            shared_index = slot.index_for(faiss, spec, derived, data, self.meta.name)
+        d = derived.dim
+        nprobe = min(spec.index.nprobe, shared_index.nlist) if spec.index.kind == "ivf" else 0
+        self._built = _Built(shared_index.index, derived.codes if spec.rescore > 1 else None, derived.ranges,
+                             corpus.ids, slot.id_rank, d, shared_index.nlist, nprobe,
+                             {"quantizer": shared_index.quantizer})
+        self._shared_index = shared_index
+        self.notes = []
+        if spec.index.kind == "ivf" and shared_index.nlist < spec.index.nlist:
+            self.notes.append(f"IVF nlist {spec.index.nlist} capped at {shared_index.nlist}: k-means needs "
+                              f"~{_MIN_POINTS_PER_CELL} documents per cell and the corpus has {len(corpus)}")
+        # all the work this point's index needs from the float32 vectors, whoever did it first
+        derive_seconds = derived.seconds + pack_seconds + shared_index.build_seconds
+        self._index_seconds = encode_seconds + derive_seconds
         encoded_here = self.shared.encoded["document"] - encoded_before
         self.stats = {
             "docs": float(len(corpus)), "dim": float(d),
@@ -437,8 +582,10 @@ class SweepPoint:
             "docs_encoded_for_this_point": float(encoded_here),
             "docs_from_cache": float(self.shared.from_cache["document"]),
             "shared_encoding_seconds": encode_seconds,
-            "index_build_seconds": now - build_began,
-            **({"ivf_nlist": float(nlist), "ivf_nprobe": float(nprobe)} if spec.index.kind == "ivf" else {}),
+            "index_build_seconds": derive_seconds,
+            "index_built_here": float(shared_index.built_by == self.meta.name),
+            **({"ivf_nlist": float(shared_index.nlist), "ivf_nprobe": float(nprobe)}
+               if spec.index.kind == "ivf" else {}),
         }
         if not self.stats["docs_encoded"]:
             self.stats.pop("encode_seconds")
@@ -493,15 +640,35 @@ class SweepPoint:
         full = self.shared.vectors(texts, "query")
         search_began = time.perf_counter()
         qf = _truncate(full, self.spec.dim, self.similarity == "cosine")
-        qdata, search = self._first_stage(qf)
         depth = min(n_docs, width * self.spec.rescore)
-        indices, scores = top_with_ties(search, qdata, depth, built.id_rank)
+        with faiss_single_thread(self._faiss):
+            qdata, search = self._first_stage(qf)
+            indices, scores = top_with_ties(search, qdata, depth, built.id_rank)
         if self.spec.rescore > 1:
             indices, scores = self._rescore(qf, indices, width)
         now = time.perf_counter()
         self.stats.update({"queries": float(len(texts)), "first_stage_depth": float(depth),
                            "search_seconds": now - began, "faiss_search_seconds": now - search_began})
+        if self.spec.index.kind == "hnsw":
+            self._note_ef_search(depth, n_docs)
         return Run.from_topk(queries.ids, built.doc_ids, indices, scores, name=self.meta.name)
+
+    def _note_ef_search(self, depth: int, n_docs: int) -> None:
+        """Say so when FAISS searches with a larger efSearch than declared: HNSW returns at most
+        efSearch candidates, so efSearch is raised to the search depth, and every ef_search up to
+        that depth searches alike (at k = 100, ef_search 32 and 128 with rescore 4 are one search)."""
+        from evalsuite.retrievers.dense import _TIE_MARGIN
+
+        declared = self.spec.index.ef_search
+        first = min(n_docs, depth + _TIE_MARGIN)  # top_with_ties' first request
+        effective = max(declared, first)
+        self.stats["hnsw_ef_search_effective"] = float(effective)
+        self.notes = [n for n in self.notes if not n.startswith("HNSW efSearch")]
+        if effective > declared:
+            self.notes.append(
+                f"HNSW efSearch {declared} raised to {effective}: FAISS returns at most efSearch candidates, so it "
+                f"searches with max(ef_search, depth) where depth = k x rescore ({depth}) + {_TIE_MARGIN} for ties; "
+                f"every ef_search up to {effective} gives this same search and the same results")
 
     def _rescore(self, queries: NDArray[np.float32], candidates: NDArray[np.int64],
                  width: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -525,9 +692,16 @@ class SweepPoint:
         """Bytes of the FAISS index (serialised); the int8 rescoring vectors are not in it."""
         if self._built is None:
             return None
-        from evalsuite.retrievers.cost import _faiss_nbytes
+        shared = self._shared_index
+        if shared is None:
+            from evalsuite.retrievers.cost import _faiss_nbytes
 
-        return _faiss_nbytes(self._built.index)
+            return _faiss_nbytes(self._built.index)
+        if shared.nbytes is None:  # one serialisation per shared index
+            from evalsuite.retrievers.cost import _faiss_nbytes
+
+            shared.nbytes = _faiss_nbytes(shared.index)
+        return shared.nbytes
 
     def query_encode_costs(self, texts: Sequence[str]) -> tuple[list[float], float]:
         return self.shared.query_encode_costs(texts)
@@ -542,7 +716,15 @@ class SweepPoint:
             "sweep": {"dim": built.dim, "precision": self.spec.precision, "rescore": self.spec.rescore,
                       "index": self.spec.index.label, "encoder": self.spec.encoder},
             "rescore_bytes_per_doc": float(built.codes.shape[1]) if built.codes is not None else 0.0,
+            # the work this point's index needs (truncation, quantization, FAISS build), counted for
+            # every point that shares it, plus the encoding when this point encoded the corpus
+            "index_seconds": self._index_seconds,
         }
+        shared = self._shared_index
+        if shared is not None and shared.built_by != self.meta.name:
+            extras["index_shared_with"] = shared.built_by
+        if "hnsw_ef_search_effective" in self.stats:
+            extras["hnsw_ef_search_effective"] = int(self.stats["hnsw_ef_search_effective"])
         if self.shared.note:
             extras["encoder_note"] = self.shared.note
         extras["exhaustive_search"] = self._exhaustive_scaling(n)
@@ -565,13 +747,22 @@ class SweepPoint:
         # at least 10,000 vectors: below that a flat search takes microseconds and the fit is noise
         small = min(max(n, _SCALE_MIN_VECTORS), _SCALE_MAX_VECTORS // SCALE_FACTOR)
         big = small * SCALE_FACTOR
-        rng = np.random.default_rng(0)
-        synthetic = rng.standard_normal((big, d)).astype(np.float32)
-        synthetic /= np.linalg.norm(synthetic, axis=1, keepdims=True)
+        synthetic = self.shared.synthetic(big, d)
         queries = synthetic[:_SCALE_QUERIES]
+        with faiss_single_thread(faiss):
+            timings = self._time_flat(faiss, synthetic, queries, (small, big))
+        self._scaling = {"docs": [small, big], "ms_per_query": [timings[small], timings[big]],
+                         "queries": len(queries), "note": "flat index of this dim and precision; random "
+                         "unit vectors; batch of queries on one thread, encoding not included"}
+        memo[key] = self._scaling
+        return self._scaling
+
+    def _time_flat(self, faiss: Any, synthetic: NDArray[np.float32], queries: NDArray[np.float32],
+                   sizes: tuple[int, int]) -> dict[int, float]:
+        d = synthetic.shape[1]
         flat = IndexSpec("flat")
-        timings = {}
-        for size in (small, big):
+        timings: dict[int, float] = {}
+        for size in sizes:
             vectors = synthetic[:size]
             ranges = np.stack([vectors.min(axis=0), vectors.max(axis=0)]).astype(np.float32)
             if self.spec.precision == "int8":
@@ -591,11 +782,7 @@ class SweepPoint:
                 index.search(qdata, 10)
                 best = min(best, time.perf_counter() - began)
             timings[size] = best * 1000 / len(qdata)
-        self._scaling = {"docs": [small, big], "ms_per_query": [timings[small], timings[big]],
-                         "queries": len(queries), "note": "flat index of this dim and precision; random "
-                         "unit vectors; batch of queries, encoding not included"}
-        memo[key] = self._scaling
-        return self._scaling
+        return timings
 
 
 # -- expansion -----------------------------------------------------------------------------------------
@@ -703,11 +890,37 @@ def sweep_summaries(retrievers: Mapping[str, Any]) -> list[str]:
     lines = []
     for (name, _), points in groups.items():
         shared = points[0].shared
+        built = len({id(p._shared_index) for p in points if p._shared_index is not None})
         lines.append(f"sweep {name} ({shared.label} encoder): {len(points)} points from one encoding: "
                      f"{shared.encoded['document']} documents and {shared.encoded['query']} queries encoded, "
                      f"{shared.from_cache['document']} documents and {shared.from_cache['query']} queries from "
-                     "the cache")
+                     f"the cache; {built} {'index' if built == 1 else 'indexes'} built (one per dim x precision x "
+                     "index structure, shared across ef_search, nprobe and rescore)")
+        lines.extend(f"sweep {name}: {line}" for line in _same_searches(points))
     for name in dict.fromkeys(n for n, _ in groups):
         first = next(r for r in retrievers.values() if isinstance(r, SweepPoint) and r.sweep_name == name)
         lines.extend(f"sweep {name}: {note}" for note in first.left_out.values())
+    return lines
+
+
+def _same_searches(points: Sequence[SweepPoint]) -> list[str]:
+    """HNSW points whose declared ef_search differ but which searched with the same efSearch
+    (raised to the search depth): one line per group, so that nobody reads their equal results
+    as a finding about ef_search."""
+    groups: dict[tuple[Any, ...], dict[int, list[int]]] = {}
+    for p in points:
+        effective = p.stats.get("hnsw_ef_search_effective")
+        if p.spec.index.kind != "hnsw" or effective is None:
+            continue
+        s = p.spec
+        key = (s.encoder, s.dim, s.precision, s.rescore, s.index.m, s.index.ef_construction)
+        groups.setdefault(key, {}).setdefault(int(effective), []).append(s.index.ef_search)
+    lines = []
+    for (_, dim, precision, rescore, m, _), by_effective in groups.items():
+        for effective, declared in by_effective.items():
+            if len(declared) > 1:
+                label = f"@{dim or 'full'}/{precision}{f'+rescore{rescore}' if rescore > 1 else ''}/hnsw-M{m}"
+                lines.append(f"{label}: ef_search {', '.join(map(str, sorted(declared)))} all searched with "
+                             f"efSearch {effective} (raised to the search depth k x rescore + ties): one search, "
+                             "identical results")
     return lines

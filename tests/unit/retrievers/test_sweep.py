@@ -218,6 +218,79 @@ def test_every_point_derives_from_one_encoding(tmp_path: Path, data: tuple[Corpu
     assert sizes["h@32/ubinary/flat"] < sizes["h@32/int8/flat"] / 4  # 1 bit vs 1 byte
 
 
+def test_points_differing_in_search_knobs_share_one_index_and_rank_as_if_built_alone(
+        tmp_path: Path, data: tuple[Corpus, Queries]) -> None:
+    corpus, queries = data
+    grid = {"dim": [16], "precision": ["float32", "int8", "ubinary"], "rescore": [1, 2],
+            "index": [{"hnsw": {"M": 8, "ef_search": [4, 64]}}, {"ivf": {"nlist": 8, "nprobe": [1, 4]}}]}
+    points = expand_sweep("h", DenseRetriever(HashEncoder(dim=DIM), cache=False, progress=False), grid)
+    runs = {}
+    for point in points.values():
+        point.index(corpus)
+    for name in reversed(list(points)):  # search in another order than built: no knob leaks between points
+        runs[name] = points[name].search(queries, k=10).to_dict()
+    indexes = {id(p._shared_index) for p in points.values()}
+    assert len(indexes) == 3 * 2  # one per precision x index structure; ef_search, nprobe, rescore share
+    assert points["h@16/int8+rescore2/hnsw-M8-ef64"]._built.index is points["h@16/int8/hnsw-M8-ef4"]._built.index
+    for name, point in points.items():
+        alone = expand_sweep("h", DenseRetriever(HashEncoder(dim=DIM), cache=False, progress=False), grid)[name]
+        alone.index(corpus)
+        assert alone.search(queries, k=10).to_dict() == runs[name], name
+        extras = point.cost_extras()
+        assert extras["index_seconds"] >= point._shared_index.build_seconds > 0
+        assert ("index_shared_with" in extras) == (point._shared_index.built_by != name)
+    np1, np4 = points["h@16/float32/ivf-nlist8-np1"], points["h@16/float32/ivf-nlist8-np4"]
+    assert np1._built.index is np4._built.index and runs[np1.meta.name] != runs[np4.meta.name]
+
+
+def test_faiss_runs_on_one_thread_in_the_sweep_and_the_setting_is_restored(shared: SharedEncoding,
+                                                                           data: tuple[Corpus, Queries]) -> None:
+    import faiss
+
+    from evalsuite.retrievers.sweep import faiss_single_thread
+
+    corpus, queries = data
+    before = faiss.omp_get_max_threads()
+    seen = []
+    point = _point(shared, 16, "ubinary", index=IndexSpec("hnsw", m=8))
+    point.index(corpus)
+    real = point._built.index.search
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(faiss.omp_get_max_threads())
+        return real(*args, **kwargs)
+
+    point._built.index.search = spy
+    point.search(queries, k=10)
+    assert seen and set(seen) == {1}
+    assert faiss.omp_get_max_threads() == before
+    with pytest.raises(RuntimeError), faiss_single_thread(faiss):
+        raise RuntimeError
+    assert faiss.omp_get_max_threads() == before
+
+
+def test_ef_search_below_the_search_depth_is_said_to_search_alike(data: tuple[Corpus, Queries]) -> None:
+    from evalsuite.retrievers.sweep import sweep_summaries
+
+    corpus, queries = data
+    grid = {"dim": [16], "precision": ["float32"], "index": [{"hnsw": {"M": 8, "ef_search": [4, 12, 64]}}]}
+    points = expand_sweep("h", DenseRetriever(HashEncoder(dim=DIM), cache=False, progress=False), grid)
+    runs = {}
+    for name, point in points.items():
+        point.index(corpus)
+        runs[name] = point.search(queries, k=10).to_dict()
+    ef4, ef12, ef64 = (points[f"h@16/float32/hnsw-M8-ef{ef}"] for ef in (4, 12, 64))
+    # k = 10: the first request is 10 + 8 (ties) deep, so ef_search 4 and 12 both search with efSearch 18
+    assert ef4.cost_extras()["hnsw_ef_search_effective"] == ef12.cost_extras()["hnsw_ef_search_effective"] == 18
+    assert ef64.cost_extras()["hnsw_ef_search_effective"] == 64
+    assert runs[ef4.meta.name] == runs[ef12.meta.name]
+    assert any("efSearch 4 raised to 18" in n for n in ef4.notes) and not ef64.notes
+    lines = sweep_summaries(points)
+    assert any("@16/float32/hnsw-M8: ef_search 4, 12 all searched with efSearch 18" in line and "identical" in line
+               for line in lines), lines
+    assert any("3 points from one encoding" in line and "1 index built" in line for line in lines), lines
+
+
 def test_cost_extras_time_exhaustive_search_at_two_sizes(shared: SharedEncoding,
                                                          data: tuple[Corpus, Queries]) -> None:
     corpus, _ = data
