@@ -390,6 +390,25 @@ def _print_gates(report: Any, out: TextIO) -> None:
         print(f"  {status.upper():4}  {title}: {message}", file=out)
 
 
+def _check_baseline_system(suite: Any, wanted: str, only: Sequence[str]) -> None:
+    """``--baseline-system`` names a system the run will have: a retriever of the suite or a point
+    of its sweep (``minilm@128/int8/flat``), among those ``--system`` keeps; else a "did you mean"
+    error, before any work."""
+    from evalsuite.errors import UnknownNameError
+    from evalsuite.retrievers.sweep import matches_point_name, point_names
+
+    systems: list[str] = []
+    for r in suite.retrievers:
+        names = point_names(r.name, r.sweep) if r.sweep is not None else [r.name]
+        if r.sweep is not None and wanted == r.name:
+            raise ConfigError(f"--baseline-system {wanted!r} is a sweep of {len(names)} points, each its own system: "
+                              f"name one of them, e.g. {', '.join(repr(n) for n in names[:3])}")
+        systems.extend(n for n in names
+                       if not only or r.name in only or any(matches_point_name(o, n) for o in only))
+    if not any(matches_point_name(wanted, n) for n in systems):
+        raise UnknownNameError("--baseline-system", wanted, systems)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -410,11 +429,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.update_baseline and baseline_file is None:
         raise ConfigError(f"{suite.source}: --update-baseline needs 'baseline:' in the suite to name a results file "
                           f"(it names store id {baseline_ref!r})")
-    systems = [r.name for r in suite.retrievers if not args.system or r.name in args.system]
-    if args.baseline_system is not None and args.baseline_system not in systems:
-        from evalsuite.errors import UnknownNameError
-
-        raise UnknownNameError("--baseline-system", args.baseline_system, systems)
+    if args.baseline_system is not None:
+        _check_baseline_system(suite, args.baseline_system, args.system)
     output = Path(args.output) if args.output else None
     store = Path(args.store) if args.store else store_path(suite, output)
     baseline, no_baseline_reason = (None, None)

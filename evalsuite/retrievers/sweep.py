@@ -88,8 +88,8 @@ from evalsuite.retrievers._common import id_rank as _id_rank
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.types import Corpus, Queries, Run
 
-__all__ = ["IndexSpec", "PointSpec", "SharedEncoding", "SweepPoint", "expand_sweep", "parse_sweep",
-           "sweep_summaries"]
+__all__ = ["IndexSpec", "PointSpec", "SharedEncoding", "SweepPoint", "expand_sweep", "faiss_single_thread",
+           "matches_point_name", "parse_sweep", "point_names", "sweep_summaries"]
 
 Precision = Literal["float32", "int8", "ubinary"]
 EncoderBuild = Literal["fp32", "int8", "bf16"]
@@ -221,6 +221,24 @@ def parse_sweep(raw: Any) -> list[PointSpec]:
             raise ConfigError(f"sweep: ubinary packs 8 dimensions per byte; dim {dim} is not a multiple of 8")
         points.append(PointSpec(dim, precision, rescore, index, enc))
     return list(dict.fromkeys(points))
+
+
+def point_names(name: str, raw: Any) -> list[str]:
+    """The system names of the sweep ``raw`` declared on retriever ``name``, without loading the
+    model: a point of the model's full dimension (no ``dim`` axis) is named with that dimension
+    once the model is loaded, and is written ``@full`` here (see :func:`matches_point_name`)."""
+    return [spec.name(name) for spec in parse_sweep(raw)]
+
+
+def matches_point_name(wanted: str, declared: str) -> bool:
+    """Whether system name ``wanted`` is ``declared`` (a name of :func:`point_names`, where
+    ``@full`` stands for the model's dimension, any number)."""
+    if wanted == declared:
+        return True
+    head, sep, tail = declared.partition("@full/")
+    if not sep or not wanted.startswith(head + "@") or not wanted.endswith("/" + tail):
+        return False
+    return wanted[len(head) + 1:len(wanted) - len(tail) - 1].isdigit()
 
 
 # -- the shared encoding -------------------------------------------------------------------------

@@ -101,3 +101,43 @@ def test_metrics_listing(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "metrics")
     assert code == 0 and "ndcg@k" in out and "recip_rank" in out
     assert "``" not in out and "map@10" not in out  # plain text; map is listed as map, map@k
+
+
+SWEEP_SUITE = ("name: s\ntasks:\n  - {name: t, type: golden, path: nowhere}\nretrievers:\n"
+               "  - {name: bm25, type: bm25}\n"
+               "  - {name: m, type: dense, sweep: {dim: [128, 64], precision: [float32, int8]}}\n"
+               "  - {name: full, type: dense, sweep: {precision: [ubinary]}}\n")
+
+
+def test_baseline_system_may_name_a_sweep_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evalsuite.cli import _check_baseline_system
+    from evalsuite.config import load_suite
+    from evalsuite.errors import ConfigError, UnknownNameError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP_SUITE)
+    suite = load_suite(path)
+    for name in ("bm25", "m@128/int8/flat", "m@64/float32/flat", "full@384/ubinary/flat"):
+        _check_baseline_system(suite, name, [])  # no error
+    _check_baseline_system(suite, "m@128/int8/flat", ["m"])  # --system m keeps all of m's points
+    _check_baseline_system(suite, "m@128/int8/flat", ["m@128/int8/flat"])
+    with pytest.raises(UnknownNameError, match=r"did you mean 'm@128/int8/flat'"):
+        _check_baseline_system(suite, "m@128/int9/flat", [])
+    with pytest.raises(UnknownNameError, match="--baseline-system 'm@128/int8/flat'"):
+        _check_baseline_system(suite, "m@128/int8/flat", ["bm25"])  # left out by --system
+    with pytest.raises(ConfigError, match=r"'m' is a sweep of 4 points.*'m@128/float32/flat'"):
+        _check_baseline_system(suite, "m", [])
+    # through the command line: refused before any work (the task's path does not exist)
+    assert main(["run", str(path), "-q", "--baseline-system", "m@128/int9/flat"]) != 0
+    assert "did you mean 'm@128/int8/flat'" in capsys.readouterr().err
+
+
+def test_point_names_of_the_full_dimension_match_any_dimension() -> None:
+    from evalsuite.retrievers.sweep import matches_point_name, point_names
+
+    names = point_names("full", {"precision": ["ubinary"], "rescore": [1, 4]})
+    assert names == ["full@full/ubinary/flat", "full@full/ubinary+rescore4/flat"]
+    assert matches_point_name("full@768/ubinary+rescore4/flat", names[1])
+    assert not matches_point_name("full@768/ubinary/flat", names[1])
+    assert not matches_point_name("full@x/ubinary/flat", names[0])
+    assert not matches_point_name("fullish@384/ubinary/flat", names[0])
