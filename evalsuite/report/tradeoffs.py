@@ -66,11 +66,48 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:g}"
 
 
+_CHAR_W = 0.56 * 11  # mean glyph width at the charts' font size (11 px), for label boxes
+_LINE_H = 11.0
+
+
+def _common_base(names: Sequence[str]) -> str:
+    """``minilm@`` when every name is a point of the sweep ``minilm`` (the labels then drop it)."""
+    bases = {n.partition("@")[0] for n in names if "@" in n}
+    if len(bases) != 1 or any("@" not in n for n in names) or len(names) < 2:
+        return ""
+    return f"{bases.pop()}@"
+
+
+def _place(text: str, cx: float, cy: float, placed: list[tuple[float, float, float, float]],
+           bounds: tuple[float, float], *, prefer_right: bool, gap: float) -> tuple[float, float, str] | None:
+    """A spot for ``text`` beside the point (cx, cy) that overlaps no label placed so far and stays
+    inside the plot's width: (x, y, text-anchor), or None; the spot taken is added to ``placed``."""
+    width = len(text) * _CHAR_W
+    sides = ("start", "end") if prefer_right else ("end", "start")
+    for dy in (-gap + 2, gap + 8, -gap - 10, gap + 20):
+        for anchor in sides:
+            x = cx + gap if anchor == "start" else cx - gap
+            left = x if anchor == "start" else x - width
+            box = (left, cy + dy - _LINE_H, left + width, cy + dy + 2)
+            if box[0] < bounds[0] - 40 or box[2] > bounds[1] + 10 or box[1] < 0:
+                continue
+            if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                continue
+            placed.append(box)
+            return x, cy + dy, anchor
+    return None
+
+
 def scatter_chart(points: Sequence[TradeoffPoint], cost: Callable[[TradeoffPoint], float | None],
                   front: Sequence[TradeoffPoint], recommended: str | None, *, title: str, x_label: str,
                   y_label: str, log_x: bool, css: str, width: float = 540, height: float = 300) -> Markup:
     """Quality (y) against a cost (x) for every point with that cost; the frontier as a line,
-    its points in blue; the recommended point ringed and labelled with its name."""
+    its points in blue; the recommended point ringed and labelled with its name.
+
+    With many points (a 100-point sweep) only the recommended point and the frontier's points
+    are labelled (the frontier's without the sweep's name when they share it, and only where a
+    label fits without overlapping another); every other point is a grey dot whose name and
+    values are in its ``<title>`` tooltip."""
     svg = _Svg(width, height, title, f"chart chart-tradeoff {css}")
     usable = [(p, float(c)) for p in points if (c := cost(p)) is not None and not math.isnan(p.quality)
               and (c > 0 or not log_x)]
@@ -116,18 +153,32 @@ def scatter_chart(points: Sequence[TradeoffPoint], cost: Callable[[TradeoffPoint
     for p, c in sorted(usable, key=lambda pc: pc[0].system in on_front):
         tip = f"{p.system}: {y_label} {p.quality:.4f}, {x_label} {c:,.4g}" + (" (Pareto frontier)"
                                                                                 if p.system in on_front else "")
-        svg.el("circle", cx=xpos(c), cy=ypos(p.quality), r=4.0 if p.system in on_front else 3.0,
+        svg.el("circle", cx=xpos(c), cy=ypos(p.quality), r=4.0 if p.system in on_front else 2.5,
                fill=_FRONT if p.system in on_front else _OTHER, class_="point front" if p.system in on_front
                else "point", data_system=p.system, tooltip=tip)
+    placed: list[tuple[float, float, float, float]] = [(x0 - 8, y0, x1 + 8, y0 + 40)]  # the x axis and its ticks
     pick = next(((p, c) for p, c in usable if p.system == recommended), None)
     if pick is not None:
         p, c = pick
         cx, cy = xpos(c), ypos(p.quality)
         svg.el("circle", cx=cx, cy=cy, r=8.0, fill="none", stroke=_PICK, stroke_width=2.0, class_="recommended",
                data_system=p.system)
+        text = f"recommended: {p.system}"
         right = cx < (x0 + x1) / 2
-        svg.text(cx + (11 if right else -11), cy - 10, f"recommended: {p.system}", anchor="start" if right else "end",
-                 css_class="recommended-label", fill=_PICK)
+        spot = _place(text, cx, cy, placed, (x0, x1), prefer_right=right, gap=11) or \
+            (cx + 11 if right else cx - 11, cy - 10, "start" if right else "end")
+        svg.text(spot[0], spot[1], text, anchor=spot[2], css_class="recommended-label", fill=_PICK)
+    # the frontier's other points get a short label where one fits; every point keeps its tooltip
+    base = _common_base([p.system for p, _ in usable if p.system in on_front])
+    for p, c in sorted(usable, key=lambda pc: pc[1]):
+        if p.system not in on_front or p.system == recommended:
+            continue
+        cx, cy = xpos(c), ypos(p.quality)
+        text = p.system[len(base):] if base else p.system
+        spot = _place(text, cx, cy, placed, (x0, x1), prefer_right=cx < (x0 + x1) / 2, gap=6)
+        if spot is not None:
+            svg.text(spot[0], spot[1], text, anchor=spot[2], css_class="front-label", fill=_FRONT,
+                     data_system=p.system)
     return svg.markup()
 
 

@@ -129,3 +129,41 @@ def test_report_without_costs_has_no_tradeoff_section() -> None:
     html = report_html(build_report(results, n_resamples=200))
     assert 'id="tradeoffs"' not in html and "<th>bytes/doc</th>" not in html
     assert not math.isnan(results.cells[0].aggregate["ndcg@10"])
+
+
+def test_a_crowded_chart_labels_only_the_frontier_and_the_recommendation_without_overlap() -> None:
+    from evalsuite.report.tradeoffs import scatter_chart
+
+    rng = np.random.default_rng(0)
+    points = [TradeoffPoint(f"minilm@{d}/{p}/idx{i}", float(rng.uniform(0.2, 0.38)),
+                            bytes_per_doc=float(rng.uniform(16, 1700)), p95_ms=float(rng.uniform(1, 40)))
+              for d in (384, 256, 128, 64) for p in ("float32", "int8", "ubinary") for i in range(8)]
+    front = pareto_front(points, lambda p: p.bytes_per_doc)
+    assert 2 < len(front) < len(points) // 4
+    pick = front[len(front) // 2].system
+    svg = str(scatter_chart(points, lambda p: p.bytes_per_doc, front, pick, title="t", x_label="bytes/doc",
+                            y_label="ndcg@10", log_x=True, css="chart-bytes"))
+    # every point is a dot with a <title> tooltip naming it
+    assert svg.count('<circle') == len(points) + 1  # + the ring of the recommended point
+    for p in points:
+        assert f"<title>{p.system}: ndcg@10" in svg
+    # text labels: the recommendation (full name) and frontier points only (the sweep's name dropped)
+    assert svg.count('class="recommended-label"') == 1 and f">recommended: {pick}</text>" in svg
+    labelled = re.findall(r'<text[^>]*class="front-label"[^>]*data-system="([^"]+)"[^>]*>([^<]+)</text>', svg)
+    on_front = {p.system for p in front}
+    assert labelled and all(system in on_front and system != pick for system, _ in labelled)
+    assert all(text == system.removeprefix("minilm@") for system, text in labelled)
+    off = {p.system for p in points} - on_front
+    assert not any(f">{name}<" in svg or f">{name.removeprefix('minilm@')}<" in svg for name in off)
+    # the labels' boxes do not overlap (estimated at the charts' font size)
+    boxes = []
+    for m in re.finditer(r'<text x="([\d.]+)" y="([\d.]+)" text-anchor="(\w+)" class="(?:front|recommended)-label'
+                         r'"[^>]*>([^<]+)</text>', svg):
+        x, y, anchor, text = float(m[1]), float(m[2]), m[3], m[4]
+        width = len(text) * 0.56 * 11
+        left = x if anchor == "start" else x - width
+        boxes.append((left, y - 11, left + width, y + 2))
+    assert len(boxes) == len(labelled) + 1
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
