@@ -68,6 +68,8 @@ def _fmt(value: float) -> str:
 
 _CHAR_W = 0.56 * 11  # mean glyph width at the charts' font size (11 px), for label boxes
 _LINE_H = 11.0
+#: a white outline under label text, so that a label crossing a line or a dot stays legible
+_HALO = {"stroke": "#ffffff", "stroke_width": 3, "paint_order": "stroke", "stroke_linejoin": "round"}
 
 
 def _common_base(names: Sequence[str]) -> str:
@@ -84,7 +86,7 @@ def _place(text: str, cx: float, cy: float, placed: list[tuple[float, float, flo
     inside the plot's width: (x, y, text-anchor), or None; the spot taken is added to ``placed``."""
     width = len(text) * _CHAR_W
     sides = ("start", "end") if prefer_right else ("end", "start")
-    for dy in (-gap + 2, gap + 8, -gap - 10, gap + 20):
+    for dy in (-gap + 2, gap + 8, -gap - 10, gap + 20, -gap - 22, gap + 32):
         for anchor in sides:
             x = cx + gap if anchor == "start" else cx - gap
             left = x if anchor == "start" else x - width
@@ -157,6 +159,10 @@ def scatter_chart(points: Sequence[TradeoffPoint], cost: Callable[[TradeoffPoint
                fill=_FRONT if p.system in on_front else _OTHER, class_="point front" if p.system in on_front
                else "point", data_system=p.system, tooltip=tip)
     placed: list[tuple[float, float, float, float]] = [(x0 - 8, y0, x1 + 8, y0 + 40)]  # the x axis and its ticks
+    for p, c in usable:  # labels keep off the frontier's dots
+        if p.system in on_front or p.system == recommended:
+            cx, cy = xpos(c), ypos(p.quality)
+            placed.append((cx - 5, cy - 5, cx + 5, cy + 5))
     pick = next(((p, c) for p, c in usable if p.system == recommended), None)
     if pick is not None:
         p, c = pick
@@ -167,7 +173,7 @@ def scatter_chart(points: Sequence[TradeoffPoint], cost: Callable[[TradeoffPoint
         right = cx < (x0 + x1) / 2
         spot = _place(text, cx, cy, placed, (x0, x1), prefer_right=right, gap=11) or \
             (cx + 11 if right else cx - 11, cy - 10, "start" if right else "end")
-        svg.text(spot[0], spot[1], text, anchor=spot[2], css_class="recommended-label", fill=_PICK)
+        svg.text(spot[0], spot[1], text, anchor=spot[2], css_class="recommended-label", fill=_PICK, **_HALO)
     # the frontier's other points get a short label where one fits; every point keeps its tooltip
     base = _common_base([p.system for p, _ in usable if p.system in on_front])
     for p, c in sorted(usable, key=lambda pc: pc[1]):
@@ -175,10 +181,10 @@ def scatter_chart(points: Sequence[TradeoffPoint], cost: Callable[[TradeoffPoint
             continue
         cx, cy = xpos(c), ypos(p.quality)
         text = p.system[len(base):] if base else p.system
-        spot = _place(text, cx, cy, placed, (x0, x1), prefer_right=cx < (x0 + x1) / 2, gap=6)
-        if spot is not None:
-            svg.text(spot[0], spot[1], text, anchor=spot[2], css_class="front-label", fill=_FRONT,
-                     data_system=p.system)
+        where = _place(text, cx, cy, placed, (x0, x1), prefer_right=cx < (x0 + x1) / 2, gap=6)
+        if where is not None:
+            svg.text(where[0], where[1], text, anchor=where[2], css_class="front-label", fill=_FRONT,
+                     data_system=p.system, **_HALO)
     return svg.markup()
 
 
