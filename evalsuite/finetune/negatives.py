@@ -253,8 +253,8 @@ def mine_negatives(
             if config.positive_score == "pair" and pair_scores:
                 limit = _limit(pair_scores[j], config)
                 pool = [(d, s) for d, s in pool if s <= limit]
-            ids = [d for d, _ in pool]
-            chosen = _pick(ids, used, config, rng)
+            pool_ids = [d for d, _ in pool]
+            chosen = _pick(pool_ids, used, config, rng)
             used.update(chosen)
             missing = config.per_pair - len(chosen)
             if missing and config.fill == "drop":
