@@ -110,6 +110,23 @@ def caches_off(retriever: Retriever) -> Iterator[None]:
             r._cache = cache
 
 
+@contextlib.contextmanager
+def encode_here(retriever: Retriever) -> Iterator[bool]:
+    """Encode queries in this process for the duration, for ``retriever`` and its parts that
+    encode on an executor (``executor: ray``); yields whether any did. Searches still go to the
+    executor's shards. Without it, every single-query search of the latency sample would be a
+    Ray Data job of its own (seconds of job start-up per query), which measures Ray's
+    scheduling, not what a query costs where the model is loaded."""
+    saved = [(r, r.executor) for r in _tree(retriever) if getattr(r, "executor", None) is not None]
+    for r, _ in saved:
+        r.executor = None
+    try:
+        yield bool(saved)
+    finally:
+        for r, executor in saved:
+            r.executor = executor
+
+
 # -- index size ---------------------------------------------------------------------------------
 
 
@@ -319,9 +336,12 @@ class CostMeter:
         encode_ms, encode_batch = [0.0] * len(texts), 0.0
         query_costs = retriever.query_encode_costs if isinstance(retriever, CostAware) else None
         derived = query_costs is not None
-        if query_costs is not None:
-            encode_ms, encode_batch = query_costs(texts)
-        with caches_off(retriever):
+        with encode_here(retriever) as moved, caches_off(retriever):
+            if moved:
+                notes.append("latency: queries encoded in this process (the driver), searched on the executor's "
+                             "shards")
+            if query_costs is not None:
+                encode_ms, encode_batch = query_costs(texts)
             for i in range(min(self.warmup, len(self.sample))):
                 retriever.search(self.sample.subset([self.sample.ids[i]]), k=self.k)
             per_query = []

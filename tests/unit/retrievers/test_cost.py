@@ -68,6 +68,33 @@ def test_meter_reports_every_key_and_times_encoding_with_the_cache_off(tmp_path:
     assert warm["query_latency_p95_ms"] is None and warm["latency_queries"] == 0
 
 
+def test_latency_encodes_queries_here_not_on_the_executor(tmp_path: Path) -> None:
+    """A single-query search on an executor would be a Ray Data job per query: the meter
+    encodes the latency sample in this process and puts the executor back afterwards."""
+
+    class CountingExecutor:
+        def __init__(self) -> None:
+            self.texts = 0
+
+        def encode(self, job: Any, texts: list[str]) -> Any:
+            self.texts += len(texts)
+            return job.encoder.encode(texts, kind=job.kind, batch_size=job.batch_size)
+
+    encoder = HashEncoder(dim=16)
+    dense = DenseRetriever(encoder, cache_dir=None, progress=False)
+    corpus, queries = _corpus(50), _queries(10)
+    dense.index(corpus)
+    executor = CountingExecutor()
+    dense.executor = executor
+    dense.search(queries, k=5)
+    assert executor.texts == 10  # an ordinary search encodes on the executor
+    costs = CostMeter(corpus, queries, k=5, latency_queries=4, warmup=1).measure(dense, index_seconds=0.1)
+    assert executor.texts == 10  # the latency sample did not
+    assert costs["query_latency_p95_ms"] is not None
+    assert any("encoded in this process" in n for n in costs["notes"])
+    assert dense.executor is executor
+
+
 def test_sample_is_seeded_and_bounded() -> None:
     queries = _queries(30)
     a = CostMeter(_corpus(3), queries, latency_queries=10, seed=3).sample
