@@ -189,6 +189,8 @@ class TaskView:
     notes: list[str] = field(default_factory=list)
     run_hashes: dict[str, str] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: STS: the systems whose results hold their per-pair scores (what the paired bootstrap resamples)
+    pair_scored: set[str] = field(default_factory=set)
 
     @property
     def wins(self) -> tuple[int, int, int]:
@@ -510,6 +512,7 @@ def build_report(
             scored = _pair_scores(cell) if kind == "sts" else None
             if scored is not None:
                 pair_scores[system.key] = scored
+                view.pair_scored.add(system.key)
             for m in metrics:
                 per_query = _values(cell, m)
                 mv = MetricValue(m, float(cell.aggregate.get(m, math.nan)), alpha=alpha)
@@ -701,8 +704,11 @@ def _verdict(view: TaskView, alpha: float, decisions: Sequence[Decision]) -> Ver
             v.standings.append(Standing(row.system.key, mv.value, cell.delta, cell.p_holm, cell.n, True,
                                         cell.significant))
         else:
+            both_scored = {row.system.key, best_row.system.key} <= view.pair_scored
             reason = ("the runs used different data" if different else
                       "fewer than 2 paired queries" if cell is not None else
+                      "their sentence pairs differ (other gold scores) or a correlation is undefined (constant "
+                      "scores)" if view.kind == "sts" and both_scored else
                       "these results hold no per-pair scores to resample (a run of this version stores them)"
                       if view.kind == "sts" else "no per-query values to pair")
             v.standings.append(Standing(row.system.key, mv.value, mv.value - best.value, math.nan, 0, False, False,
