@@ -15,10 +15,12 @@ import sys
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where a frame is asked for: reading and writing results needs no pandas
+    import pandas as pd
 
 from evalsuite.errors import DataError
 
@@ -85,6 +87,8 @@ class CellResult:
 
     def per_query_frame(self) -> pd.DataFrame:
         """Per-query values: index query_id, a column per metric (NaN where excluded)."""
+        import pandas as pd
+
         frame = pd.DataFrame({m: pd.Series(v, dtype=float) for m, v in self.per_query.items()})
         frame.index.name = "query_id"
         return frame
@@ -117,6 +121,8 @@ class SuiteResults:
 
     def table(self, metric: str | None = None) -> pd.DataFrame:
         """Aggregates as a frame: rows (task, system), a column per metric."""
+        import pandas as pd
+
         rows = [{"task": c.task, "system": c.system, **c.aggregate} for c in self.cells]
         frame = pd.DataFrame(rows).set_index(["task", "system"]) if rows else pd.DataFrame()
         return frame[[metric]] if metric is not None else frame

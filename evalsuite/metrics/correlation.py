@@ -137,13 +137,38 @@ def _rowwise_pearson(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[
     return np.clip(r, -1.0, 1.0)
 
 
-def _rowwise(metric: CorrelationMetric, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The correlation of each row pair: Spearman = Pearson of average ranks (scipy's ties rule)."""
-    if metric == "spearman":
-        from scipy.stats import rankdata
+def _resampled_ranks(values: NDArray[np.float64], idx: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Average ranks (``scipy.stats.rankdata(values[idx], axis=1)``, ties share the mean rank)
+    of every row of ``values[idx]``, from one sort of ``values`` instead of one per row.
 
-        x, y = rankdata(x, axis=1), rankdata(y, axis=1)
-    return _rowwise_pearson(x, y)
+    A row's ranks depend only on how often it draws each distinct value: counting the draws per
+    value (in ascending value order) gives each value's first rank as the running total, and its
+    average rank as scipy computes it, ``first + (count - 1) / 2`` (exact in float64).
+    """
+    order = np.argsort(values, kind="stable")
+    ascending = values[order]
+    starts = np.empty(len(values), dtype=bool)
+    starts[0] = True
+    np.not_equal(ascending[1:], ascending[:-1], out=starts[1:])
+    group = np.empty(len(values), dtype=np.intp)
+    group[order] = np.cumsum(starts) - 1  # distinct values numbered in ascending order
+    n_groups = int(group.max()) + 1
+    rows = idx.shape[0]
+    drawn = group[idx]
+    counts = np.bincount((drawn + n_groups * np.arange(rows)[:, None]).ravel(),
+                         minlength=rows * n_groups).reshape(rows, n_groups)
+    first = np.cumsum(counts, axis=1) - counts + 1
+    rank_of_group = first + (counts - 1) / 2
+    return np.take_along_axis(rank_of_group, drawn, axis=1)
+
+
+def _rowwise(metric: CorrelationMetric, x: NDArray[np.float64], y: NDArray[np.float64],
+             idx: NDArray[np.int64]) -> NDArray[np.float64]:
+    """The correlation of each row pair of ``x[idx]``, ``y[idx]``: Spearman = Pearson of average
+    ranks (scipy's ties rule)."""
+    if metric == "spearman":
+        return _rowwise_pearson(_resampled_ranks(x, idx), _resampled_ranks(y, idx))
+    return _rowwise_pearson(x[idx], y[idx])
 
 
 def _check_bootstrap_args(metric: str, confidence: float, n_resamples: int) -> None:
@@ -197,7 +222,7 @@ def bootstrap_correlation(
     _check_bootstrap_args(metric, confidence, n_resamples)
     x, y = _validated(predicted, gold)
     estimate = spearman(x, y) if metric == "spearman" else pearson(x, y)
-    draws = _draws(len(x), n_resamples, seed, lambda idx: _rowwise(metric, x[idx], y[idx]))
+    draws = _draws(len(x), n_resamples, seed, lambda idx: _rowwise(metric, x, y, idx))
     return _summarise(metric, estimate, draws, confidence=confidence, n=len(x), n_resamples=n_resamples)
 
 
@@ -224,8 +249,12 @@ def paired_bootstrap_correlation(
     estimate = single(a, y) - single(b, y)
 
     def statistic(idx: NDArray[np.int64]) -> NDArray[np.float64]:
+        if metric == "spearman":
+            gold_ranks = _resampled_ranks(y, idx)  # ranked once for both systems
+            return (_rowwise_pearson(_resampled_ranks(a, idx), gold_ranks)
+                    - _rowwise_pearson(_resampled_ranks(b, idx), gold_ranks))
         gold_rows = y[idx]
-        return _rowwise(metric, a[idx], gold_rows) - _rowwise(metric, b[idx], gold_rows)
+        return _rowwise_pearson(a[idx], gold_rows) - _rowwise_pearson(b[idx], gold_rows)
 
     draws = _draws(len(a), n_resamples, seed, statistic)
     return _summarise(f"{metric} difference", estimate, draws, confidence=confidence, n=len(a),

@@ -22,11 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:  # pandas is not imported at run time: `evalsuite --help` and the suite start-up stay light
+    import pandas as pd
 
 __all__ = [
     "ConfidenceInterval",
@@ -86,7 +88,7 @@ class PairedComparison:
         return not math.isnan(p) and p < alpha
 
 
-PerQuery = Mapping[str, float] | Mapping[str, float | None] | pd.Series
+PerQuery: TypeAlias = "Mapping[str, float] | Mapping[str, float | None] | pd.Series"
 
 
 def align(a: PerQuery, b: PerQuery) -> tuple[FloatArray, FloatArray, int]:
@@ -94,14 +96,22 @@ def align(a: PerQuery, b: PerQuery) -> tuple[FloatArray, FloatArray, int]:
 
     Returns (values of a, values of b, number of queries scored by only one of them).
     """
-    sa = pd.Series(a, dtype=float).dropna()
-    sb = pd.Series(b, dtype=float).dropna()
-    common = sa.index.intersection(sb.index)
-    unpaired = len(sa.index.symmetric_difference(sb.index))
-    common = common.sort_values()
-    x: FloatArray = np.asarray(sa.loc[common], dtype=np.float64)
-    y: FloatArray = np.asarray(sb.loc[common], dtype=np.float64)
+    sa, sb = _scored(a), _scored(b)
+    common = sorted(sa.keys() & sb.keys())
+    unpaired = len(sa.keys() ^ sb.keys())
+    x: FloatArray = np.fromiter((sa[q] for q in common), dtype=np.float64, count=len(common))
+    y: FloatArray = np.fromiter((sb[q] for q in common), dtype=np.float64, count=len(common))
     return x, y, unpaired
+
+
+def _scored(values: PerQuery) -> dict[str, float]:
+    """The queries of ``values`` with a number (None and NaN left out, as ``Series.dropna``)."""
+    out: dict[str, float] = {}
+    for query, value in values.items():
+        number = math.nan if value is None else float(value)
+        if not math.isnan(number):
+            out[query] = number  # type: ignore[index]  # a Series keyed by query id
+    return out
 
 
 def _diff(a: ArrayLike, b: ArrayLike) -> FloatArray:

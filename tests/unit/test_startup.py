@@ -68,3 +68,13 @@ def test_bm25_retriever_does_not_import_numba() -> None:
              "print('numba' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_suite_modules_load_neither_pandas_nor_scipy() -> None:
+    """What every `evalsuite run` imports before any work (suite config, gates, results, the report
+    model, statistics): pandas and scipy are imported where a frame or a test asks for them."""
+    probe = ("import json, sys; import evalsuite.config, evalsuite.gates, evalsuite.results, evalsuite.metrics.stats, "
+             "evalsuite.metrics.correlation, evalsuite.report.model, evalsuite.runner; "
+             "print(json.dumps(sorted(m for m in ('pandas', 'scipy') if m in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert json.loads(proc.stdout) == []
