@@ -155,3 +155,39 @@ def test_model_size_reads_parameters_from_the_safetensors_header(tmp_path: Path)
     assert params == 17
     assert size == (folder / "model.safetensors").stat().st_size
     assert model_size(object()) == (None, None)
+
+
+def test_onnx_parameters_read_without_onnx_equal_onnx_load(tmp_path: Path) -> None:
+    """The packaged ONNX model's parameter count from the protobuf wire format equals what
+    ``onnx.load`` gives, in a process that never imports onnx (about a second of start-up)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from evalsuite.errors import ConfigError
+    from evalsuite.models import resolve_model
+
+    try:
+        path = resolve_model("paraphrase-MiniLM-L3-v2").path
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    assert path is not None
+    model = onnx.load(str(path), load_external_data=False)
+    expected = int(sum(np.prod(t.dims, dtype=np.int64) for t in model.graph.initializer))
+    from evalsuite.retrievers.cost import _onnx_parameters
+
+    assert _onnx_parameters(path) == expected > 10_000_000
+    tiny = helper.make_model(helper.make_graph(
+        [], "g", [], [helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3])],
+        initializer=[helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [0.0] * 6),
+                     helper.make_tensor("s", TensorProto.FLOAT, [], [1.0])]))
+    onnx.save(tiny, str(tmp_path / "tiny.onnx"))
+    assert _onnx_parameters(tmp_path / "tiny.onnx") == 7
+    (tmp_path / "junk.onnx").write_bytes(b"\xff" * 20)
+    assert _onnx_parameters(tmp_path / "junk.onnx") is None
+    import subprocess
+    import sys
+
+    probe = (f"import sys; from evalsuite.retrievers.cost import _onnx_parameters; from pathlib import Path; "
+             f"n = _onnx_parameters(Path({str(path)!r})); print(n, 'onnx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(expected), "False"]
