@@ -193,8 +193,6 @@ def bootstrap_ci(
     ``method="BCa"`` corrects for bias and skew (useful for skewed metrics such as MRR on
     few queries); with constant values the interval is the point itself.
     """
-    from scipy import stats
-
     x = np.asarray(values, dtype=np.float64)
     x = x[~np.isnan(x)]
     if len(x) == 0:
@@ -203,6 +201,8 @@ def bootstrap_ci(
     if len(x) == 1 or np.all(x == x[0]):
         return ConfidenceInterval(estimate, estimate, estimate, confidence, method, len(x))
     if method == "BCa":
+        from scipy import stats  # only here: the percentile interval needs no scipy (its import takes a second)
+
         result = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                                  method=method, vectorized=True, rng=np.random.default_rng(seed))
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -241,8 +241,6 @@ def correct(p_values: Sequence[float], method: Literal["holm", "bh"] = "holm") -
     ``bh``: Benjamini-Hochberg (controls the false discovery rate), via
     scipy.stats.false_discovery_control.
     """
-    from scipy import stats
-
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full(len(p), np.nan)
     valid = ~np.isnan(p)
@@ -252,6 +250,8 @@ def correct(p_values: Sequence[float], method: Literal["holm", "bh"] = "holm") -
         raise ValueError("p-values must lie in [0, 1]")
     pv = p[valid]
     if method == "bh":
+        from scipy import stats
+
         adjusted = stats.false_discovery_control(pv, method="bh")
     elif method == "holm":
         m = len(pv)
