@@ -154,12 +154,12 @@ def _resampled_ranks(values: NDArray[np.float64], idx: NDArray[np.int64]) -> NDA
     group[order] = np.cumsum(starts) - 1  # distinct values numbered in ascending order
     n_groups = int(group.max()) + 1
     rows = idx.shape[0]
-    drawn = group[idx]
-    counts = np.bincount((drawn + n_groups * np.arange(rows)[:, None]).ravel(),
-                         minlength=rows * n_groups).reshape(rows, n_groups)
-    first = np.cumsum(counts, axis=1) - counts + 1
-    rank_of_group = first + (counts - 1) / 2
-    return np.take_along_axis(rank_of_group, drawn, axis=1)
+    flat = group[idx]  # each draw's value number, offset by its row into one flat (row, value) table
+    flat += (n_groups * np.arange(rows, dtype=np.intp))[:, None]
+    counts = np.bincount(flat.ravel(), minlength=rows * n_groups)
+    first = np.cumsum(counts.reshape(rows, n_groups), axis=1).ravel() - counts + 1
+    rank_of_value = first + (counts - 1) / 2
+    return rank_of_value[flat]
 
 
 def _rowwise(metric: CorrelationMetric, x: NDArray[np.float64], y: NDArray[np.float64],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from evalsuite.errors import DataError
@@ -114,3 +115,20 @@ def test_bootstrap_correlation_is_seeded_and_counts_undefined_resamples() -> Non
     assert first.estimate == pytest.approx(0.8)
     with pytest.raises(ValueError, match="metric"):
         bootstrap_correlation([1, 2, 3], [1, 2, 3], metric="kendall")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(1).normal(size=300),
+    np.round(np.random.default_rng(2).uniform(0, 5, size=300), 1),  # many ties, like STS gold scores
+    np.array([1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 0.5]),
+    np.array([-0.0, 0.0, 1.0, np.inf, -np.inf]),
+], ids=["distinct", "ties", "small", "signed-zero-inf"])
+def test_resampled_ranks_equal_scipy_rankdata_of_each_resample(values: np.ndarray) -> None:
+    from scipy.stats import rankdata
+
+    from evalsuite.metrics.correlation import _resampled_ranks
+
+    rng = np.random.default_rng(0)
+    for rows in (1, 5, 200):
+        idx = rng.integers(0, len(values), (rows, len(values)))
+        assert np.array_equal(_resampled_ranks(values, idx), rankdata(values[idx], axis=1))
