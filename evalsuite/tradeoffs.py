@@ -65,25 +65,32 @@ class Recommendation:
     alpha: float
     metric: str
     n_queries: int
+    #: what "keeps" and "less memory" compare with: the full-precision point (see :func:`reference_point`)
+    reference: TradeoffPoint | None = None
+
+    @property
+    def baseline(self) -> TradeoffPoint:
+        return self.reference or self.best
 
     @property
     def keeps(self) -> float:
-        """Share of the best point's quality this point keeps."""
-        return self.point.quality / self.best.quality if self.best.quality else math.nan
+        """Share of the reference point's quality this point keeps."""
+        return self.point.quality / self.baseline.quality if self.baseline.quality else math.nan
 
     @property
     def memory_ratio(self) -> float | None:
-        a, b = self.point.bytes_per_doc, self.best.bytes_per_doc
+        a, b = self.point.bytes_per_doc, self.baseline.bytes_per_doc
         return b / a if a and b else None
 
     @property
     def sentence(self) -> str:
-        point, best = self.point, self.best
+        point, best, ref = self.point, self.best, self.baseline
         ci = f" [{point.ci[0]:.4f}, {point.ci[1]:.4f}]" if point.ci else ""
-        parts = [f"{point.system} keeps {100 * self.keeps:.1f}% of {self.metric} ({point.quality:.4f}{ci})"]
+        of = "" if ref.system in (best.system, point.system) else f" of {ref.system}"
+        parts = [f"{point.system} keeps {100 * self.keeps:.1f}% of {self.metric}{of} ({point.quality:.4f}{ci})"]
         ratio = self.memory_ratio
-        if point.system != best.system and ratio is not None:
-            parts.append(f"{ratio:.1f}x less memory ({point.bytes_per_doc:.0f} vs {best.bytes_per_doc:.0f} "
+        if point.system != ref.system and ratio is not None:
+            parts.append(f"{ratio:.1f}x less memory ({point.bytes_per_doc:.0f} vs {ref.bytes_per_doc:.0f} "
                          "bytes/doc)")
         if point.p95_ms is not None:
             parts.append(f"p95 {point.p95_ms:.1f} ms")
@@ -146,7 +153,20 @@ def recommend(points: Sequence[TradeoffPoint], per_query: dict[str, dict[str, fl
             verdicts.append((p, p_value, len(a)))
     chosen, p_value, n = min(verdicts, key=lambda v: (v[0].bytes_per_doc, v[0].p95_ms if v[0].p95_ms is not None
                                                       else math.inf, -v[0].quality, v[0].system))
-    return Recommendation(chosen, best, p_value, alpha, metric, n)
+    return Recommendation(chosen, best, p_value, alpha, metric, n, reference_point(usable))
+
+
+def reference_point(points: Sequence[TradeoffPoint]) -> TradeoffPoint:
+    """The full-precision point that compression is measured against: the largest float32 flat
+    point of a sweep (full dimensions, exact search), else the point with the most bytes per
+    document. The best-scoring point may be a compressed one by chance (a rescored binary index
+    a hair above float32), which would make "N x less memory" compare two compressed points."""
+    def size(p: TradeoffPoint) -> float:
+        return p.bytes_per_doc or 0.0
+
+    exact = [p for p in points if isinstance(p.sweep, dict) and p.sweep.get("precision") == "float32"
+             and str(p.sweep.get("index", "")).startswith("flat")]
+    return max(exact or list(points), key=lambda p: (size(p), p.quality, p.system))
 
 
 def extrapolate(point: TradeoffPoint, scales: Sequence[int] = SCALES) -> dict[str, Any]:

@@ -61,6 +61,35 @@ def test_recommendation_is_the_cheapest_point_within_noise_of_the_best() -> None
     assert strict is not None and strict.point.system in ("float32", "int8-big")
 
 
+def test_keeps_and_memory_compare_with_the_full_precision_point_when_a_compressed_one_is_best() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.8, size=80)
+    noise = rng.normal(0.0, 0.02, size=80)
+    noise -= noise.mean() + 0.0005  # a hair below the best on average, far within noise
+    per_query = _per_query({"m@384/float32/flat": list(base), "m@384/ubinary+rescore4/ivf": list(base + 0.004),
+                            "m@384/ubinary+rescore4/flat": list(base + 0.004 + noise),
+                            "m@384/float32/hnsw": list(base)})
+    mean = {k: float(np.mean(list(v.values()))) for k, v in per_query.items()}
+
+    def point(name: str, size: float, precision: str, index: str) -> TradeoffPoint:
+        return TradeoffPoint(name, mean[name], bytes_per_doc=size, p95_ms=1.0,
+                             sweep={"dim": 384, "precision": precision, "rescore": 4, "index": index})
+
+    points = [point("m@384/float32/flat", 1536, "float32", "flat"),
+              point("m@384/float32/hnsw", 1800, "float32", "hnsw-M16-ef32"),
+              point("m@384/ubinary+rescore4/ivf", 57, "ubinary", "ivf-nlist64-np16"),
+              point("m@384/ubinary+rescore4/flat", 48, "ubinary", "flat")]
+    rec = recommend(points, per_query, alpha=0.05, metric="ndcg@10", n_resamples=2000)
+    assert rec is not None and rec.best.system == "m@384/ubinary+rescore4/ivf"
+    assert rec.point.system == "m@384/ubinary+rescore4/flat"
+    assert rec.reference is not None and rec.reference.system == "m@384/float32/flat"  # not the bigger HNSW
+    assert rec.memory_ratio == pytest.approx(1536 / 48)
+    assert rec.keeps == pytest.approx(mean["m@384/ubinary+rescore4/flat"] / mean["m@384/float32/flat"])
+    assert "of ndcg@10 of m@384/float32/flat" in rec.sentence
+    assert "32.0x less memory (48 vs 1536 bytes/doc)" in rec.sentence
+    assert "not significantly worse than m@384/ubinary+rescore4/ivf" in rec.sentence
+
+
 def test_recommendation_without_sizes_is_none() -> None:
     assert recommend([P("a", 0.5, None)], {"a": {"q": 0.5}}) is None
 

@@ -81,7 +81,7 @@ def test_latency_encodes_queries_here_not_on_the_executor(tmp_path: Path) -> Non
             return job.encoder.encode(texts, kind=job.kind, batch_size=job.batch_size)
 
     encoder = HashEncoder(dim=16)
-    dense = DenseRetriever(encoder, cache_dir=None, progress=False)
+    dense = DenseRetriever(encoder, cache_dir=tmp_path, progress=False)  # an empty cache: every query encodes
     corpus, queries = _corpus(50), _queries(10)
     dense.index(corpus)
     executor = CountingExecutor()
