@@ -227,7 +227,7 @@ def run_finetune(
     from evalsuite.finetune.card import write_card
     from evalsuite.finetune.negatives import MiningConfig, false_negative_check, mine_negatives
     from evalsuite.finetune.pairs import count_truncated, write_pairs
-    from evalsuite.finetune.split import guard_leakage, heldout_data, split_queries
+    from evalsuite.finetune.split import drop_leaking_pairs, guard_leakage, heldout_data, split_queries
     from evalsuite.finetune.train import DevSet, TrainConfig, train_model
     from evalsuite.io._text import atomic_write
     from evalsuite.models import content_fingerprint
@@ -265,6 +265,14 @@ def run_finetune(
 
     # 2. pairs, 3. leakage guard
     pairs = _build_pairs(spec, suite, data, split.train)
+    dropped_leaks: list[dict[str, Any]] = []
+    if spec.drop_leaked:
+        pairs, dropped_leaks = drop_leaking_pairs(pairs, heldout, threshold=spec.leakage_threshold)
+        if dropped_leaks:
+            say(f"dropped {len(dropped_leaks)} training pairs whose anchor (nearly) equals a held-out query "
+                f"(drop_leaked), e.g. pair {dropped_leaks[0]['pair']}: {dropped_leaks[0]['anchor'][:60]!r}")
+        if not pairs.pairs:
+            raise ConfigError("finetune: every training pair leaked into the held-out queries and was dropped")
     overridden = spec.allow_leakage or allow_leakage
     guard = guard_leakage(pairs, heldout, threshold=spec.leakage_threshold, allow=overridden,
                           source=pairs.source.removeprefix("file:"))
@@ -423,7 +431,8 @@ def run_finetune(
         "seed": seed, "split": split.to_dict(),
         "test_queries": list(split.test), "train_queries": list(split.train), "dev_queries": list(split.dev),
         "pairs": {**pairs.summary(), "truncated": truncated, "file": "pairs.jsonl"},
-        "negatives": negatives_info, "leakage": guard.to_dict(),
+        "negatives": negatives_info,
+        "leakage": {**guard.to_dict(), "dropped_pairs": len(dropped_leaks), "dropped": dropped_leaks[:20]},
         "training": {**report.to_dict(), "config": train_config.to_dict()},
         "before": {m: g["before"] for m, g in gains.items()}, "after": {m: g["after"] for m, g in gains.items()},
         "gain": {m: {k: v for k, v in g.items() if k != "deltas"} for m, g in gains.items()},

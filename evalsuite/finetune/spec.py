@@ -106,6 +106,8 @@ class FinetuneSpec(_Strict):
     keep_best: bool = True
     device: str = "auto"
     allow_leakage: bool = False
+    drop_leaked: bool = Field(default=False, description="drop training pairs whose anchor (nearly) equals a "
+                                                         "held-out query, instead of refusing the run")
     leakage_threshold: float = Field(default=0.8, gt=0, le=1)
     out_of_domain: list[str] = Field(default_factory=list)
     compare: list[str] | None = Field(default=None, description="systems shown beside the tuned model; "

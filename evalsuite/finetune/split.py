@@ -30,7 +30,7 @@ from evalsuite.errors import ConfigError, DataError
 from evalsuite.metrics.leakage import check_leakage, near_duplicate_pairs, normalize
 from evalsuite.types import Qrels, TaskData
 
-__all__ = ["LeakageRefused", "QuerySplit", "guard_leakage", "heldout_data", "split_queries"]
+__all__ = ["LeakageRefused", "QuerySplit", "drop_leaking_pairs", "guard_leakage", "heldout_data", "split_queries"]
 
 _QUERY_LEAKS = ("train_eval_query_exact", "train_eval_query_near")
 
@@ -154,6 +154,32 @@ class LeakageSummary:
                 "n_query_leaks": len(self.query_leaks),
                 "training_positives_relevant_to_heldout": self.positives_relevant_to_heldout,
                 "override": self.allowed, "findings": self.findings}
+
+
+def drop_leaking_pairs(pairs: Any, heldout: TaskData, *, threshold: float = 0.8) -> tuple[Any, list[dict[str, Any]]]:
+    """``pairs`` without the pairs whose anchor equals or nearly equals (the guard's Jaccard
+    ``threshold``) a held-out query, and what was dropped (pair number, line, anchor, the
+    held-out query id). The opt-in alternative to refusing the run (``drop_leaked: true``):
+    e.g. title -> body pairs where a document title happens to be a held-out query."""
+    from dataclasses import replace
+
+    ids = heldout.queries.ids.tolist()
+    texts = [str(t) for t in heldout.queries.texts.tolist()]
+    exact = {normalize(t): q for q, t in zip(ids, texts)}
+    anchors = [p.anchor for p in pairs.pairs]
+    hit: dict[int, str] = {}
+    for i, anchor in enumerate(anchors):
+        if normalize(anchor) in exact:
+            hit[i] = exact[normalize(anchor)]
+    for i, j, _ in near_duplicate_pairs(anchors, texts, threshold=threshold):
+        hit.setdefault(i, ids[j])
+    dropped = [{"pair": i + 1, "line": pairs.pairs[i].line, "anchor": anchors[i], "heldout_query_id": q}
+               for i, q in sorted(hit.items())]
+    kept = [p for i, p in enumerate(pairs.pairs) if i not in hit]
+    stats = {**pairs.stats, "dropped_leaking_heldout": len(dropped)}
+    notes = [*pairs.notes] + ([f"{len(dropped)} pairs dropped: their anchor (nearly) equals a held-out query"]
+                              if dropped else [])
+    return replace(pairs, pairs=kept, stats=stats, notes=notes), dropped
 
 
 def guard_leakage(pairs: Any, heldout: TaskData, *, threshold: float = 0.8, allow: bool = False,

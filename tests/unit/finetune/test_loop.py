@@ -209,6 +209,16 @@ def test_leaked_heldout_query_refuses_the_run_unless_overridden(capsys: pytest.C
     leak = json.loads((tmp_path / "allowed" / "results.json").read_text())["finetune"]["leakage"]
     assert leak["override"] is True and leak["leaked_heldout_queries"] == 1
     assert read_card(tmp_path / "allowed" / "model")["leakage_override"] is True
+    # drop_leaked: the leaking pair is dropped, the run trains on the rest, and says what it dropped
+    dropping = write(tmp_path / "d", suite_text(tiny_model, tmp_path / "cache",
+                                                section.replace("pairs: {file:", "drop_leaked: true\n  pairs: {file:")))
+    code, outp, err = run(capsys, "finetune", str(dropping), "--output", str(tmp_path / "dropped"), "--no-report")
+    assert code == 0, err
+    ft = json.loads((tmp_path / "dropped" / "results.json").read_text())["finetune"]
+    assert ft["leakage"]["dropped_pairs"] == 1 and ft["leakage"]["leaked_heldout_queries"] == 0
+    assert ft["leakage"]["dropped"][0]["heldout_query_id"] == heldout and ft["leakage"]["dropped"][0]["line"] == 2
+    assert ft["pairs"]["pairs"] == 1
+    assert "dropped 1 training pairs" in err + outp
 
 
 @pytest.mark.parametrize(("section", "message"), [

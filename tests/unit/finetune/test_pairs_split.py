@@ -18,7 +18,13 @@ from evalsuite.finetune.pairs import (
     read_pairs,
     write_pairs,
 )
-from evalsuite.finetune.split import LeakageRefused, guard_leakage, heldout_data, split_queries
+from evalsuite.finetune.split import (
+    LeakageRefused,
+    drop_leaking_pairs,
+    guard_leakage,
+    heldout_data,
+    split_queries,
+)
 
 # -- pairs from qrels ---------------------------------------------------------------------------
 
@@ -218,3 +224,9 @@ def test_guard_refuses_exact_and_near_duplicate_heldout_queries(tmp_path: Path, 
     assert allowed.allowed and allowed.leaked_queries == ["q1", "q2"]
     assert {(leak["line"], leak["heldout_query_id"]) for leak in allowed.query_leaks} == {(2, "q1"), (3, "q2")}
     assert allowed.to_dict()["override"] is True
+    # dropping instead: exactly the two leaking pairs go, the guard then passes
+    kept, dropped = drop_leaking_pairs(pairs, heldout)
+    assert [(d["line"], d["heldout_query_id"]) for d in dropped] == [(2, "q1"), (3, "q2")]
+    assert [p.line for p in kept.pairs] == [1] and kept.stats["dropped_leaking_heldout"] == 2
+    assert guard_leakage(kept, heldout).leaked_queries == []
+    assert drop_leaking_pairs(clean, heldout)[1] == []
