@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # suites import RaySpec: keep this module light (numpy on fir
     from numpy.typing import NDArray
 
 __all__ = ["EXECUTORS", "EncodeJob", "Executor", "LocalExecutor", "LocalShards", "RaySpec", "Shard",
-           "ShardedIndex", "merge_top", "open_executor", "shard_bounds"]
+           "ShardedIndex", "inverse_rank", "merge_top", "open_executor", "shard_bounds"]
 
 #: the executor names a suite (``executor:``) or ``evalsuite run --executor`` accepts
 EXECUTORS = ("local", "ray")
@@ -147,29 +147,56 @@ class Shard:
 
 
 def merge_top(parts: Sequence[tuple[NDArray[np.int64], NDArray[np.float32]]], width: int,
-              id_rank: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+              id_rank: NDArray[np.int64], rows_by_rank: NDArray[np.int64] | None = None,
+              ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The ``width`` best of the shards' candidates per query, in ranking order.
 
     The order is total (score at float32 descending, then doc id descending, as
     :meth:`FaissIndex.top` and the evaluation rank), and every shard returns its own best
     ``width`` in that order, so the global best ``width`` are among the candidates and come
     out in the same order as from one index over all rows. Exact for a flat index; for
-    HNSW and IVF each shard is its own approximation (see ``docs/scale-out.md``)."""
+    HNSW and IVF each shard is its own approximation (see ``docs/scale-out.md``).
+
+    Each candidate becomes one uint64 key that sorts as the ranking: the score's float32 bits
+    mapped to an order-preserving unsigned integer in the high half, the doc-id rank in the low
+    half. A document is in one shard only, so the keys are distinct, a partition plus a sort of
+    the ``width`` largest keys is the merge, and the key itself gives back the score and (through
+    ``rows_by_rank``, the inverse of ``id_rank``: pass it when merging often) the row.
+    """
     import numpy as np
 
+    if rows_by_rank is None:
+        rows_by_rank = inverse_rank(id_rank)
     idx = np.concatenate([p[0] for p in parts], axis=1)
-    val = np.concatenate([p[1] for p in parts], axis=1).astype(np.float32)
+    val = np.concatenate([p[1] for p in parts], axis=1).astype(np.float32) + np.float32(0.0)  # -0.0 -> +0.0
     valid = idx >= 0
-    keys = np.where(valid, val, -np.inf).astype(np.float32)
-    rank = np.where(valid, id_rank[np.where(valid, idx, 0)], -1)
-    order = np.lexsort((-rank, -keys), axis=-1)[:, :width]
-    out_idx = np.take_along_axis(np.where(valid, idx, -1), order, axis=-1)
-    out_val = np.take_along_axis(np.where(valid, val, np.float32(0)), order, axis=-1)
+    bits = val.view(np.uint32)
+    ordered = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+    keys = (ordered << np.uint64(32)) | id_rank[np.where(valid, idx, 0)].astype(np.uint64)
+    keys[~valid] = 0  # below every real candidate
+    n = keys.shape[1]
+    take = min(width, n)
+    best = np.partition(keys, n - take, axis=1)[:, n - take:] if take < n else keys
+    best = np.sort(best, axis=1)[:, ::-1]
+    real = best != 0
+    high = (best >> np.uint64(32)).astype(np.uint32)
+    score_bits = np.where(high & np.uint32(0x80000000), high & np.uint32(0x7FFFFFFF), ~high)
+    out_val = np.where(real, score_bits.view(np.float32), np.float32(0))
+    out_idx = np.where(real, rows_by_rank[(best & np.uint64(0xFFFFFFFF)).astype(np.int64)], -1)
     if out_idx.shape[1] < width:  # fewer candidates than asked (cannot happen with width <= rows)
         pad = width - out_idx.shape[1]
         out_idx = np.pad(out_idx, ((0, 0), (0, pad)), constant_values=-1)
         out_val = np.pad(out_val, ((0, 0), (0, pad)))
-    return out_idx, out_val.astype(np.float32)
+    return out_idx.astype(np.int64), out_val.astype(np.float32)
+
+
+def inverse_rank(id_rank: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Row of each doc-id rank (``id_rank`` is a permutation of ``0..n-1``)."""
+    import numpy as np
+
+    rows = np.empty(len(id_rank), dtype=np.int64)
+    rows[np.asarray(id_rank, dtype=np.int64)] = np.arange(len(id_rank), dtype=np.int64)
+    return rows
 
 
 class LocalShards:
@@ -177,11 +204,12 @@ class LocalShards:
 
     def __init__(self, vectors: NDArray[np.float32], id_rank: NDArray[np.int64], spec: Any, shards: int) -> None:
         self.id_rank = id_rank
+        self.rows_by_rank = inverse_rank(id_rank)
         self.shards = [Shard(vectors[lo:hi], id_rank[lo:hi], lo, spec) for lo, hi in shard_bounds(len(vectors), shards)]
         self.stats: dict[str, float] = {"shards": float(len(self.shards))}
 
     def top(self, vectors: NDArray[np.float32], width: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        return merge_top([s.top(vectors, width) for s in self.shards], width, self.id_rank)
+        return merge_top([s.top(vectors, width) for s in self.shards], width, self.id_rank, self.rows_by_rank)
 
     def close(self) -> None:
         self.shards = []

@@ -47,7 +47,16 @@ from numpy.typing import NDArray
 
 from evalsuite._optional import require
 from evalsuite.errors import ConfigError, DataError, EvalsuiteError
-from evalsuite.executors import EncodeJob, RaySpec, Shard, ShardedIndex, attach_encoding, merge_top, shard_bounds
+from evalsuite.executors import (
+    EncodeJob,
+    RaySpec,
+    Shard,
+    ShardedIndex,
+    attach_encoding,
+    inverse_rank,
+    merge_top,
+    shard_bounds,
+)
 
 __all__ = ["RayExecutor"]
 
@@ -306,6 +315,7 @@ class RayShards:
         import ray
 
         self.id_rank = np.asarray(id_rank, dtype=np.int64)
+        self.rows_by_rank = inverse_rank(self.id_rank)
         actor: Any = ray.remote(_ShardActor).options(num_cpus=0, scheduling_strategy="SPREAD",
                                                 max_restarts=ray_spec.max_restarts,
                                                 max_task_retries=ray_spec.max_task_retries)
@@ -328,7 +338,7 @@ class RayShards:
         with _user_errors():
             parts = ray.get([a.top.remote(queries, width) for a in self.actors])
         began = time.perf_counter()
-        merged = merge_top(parts, width, self.id_rank)
+        merged = merge_top(parts, width, self.id_rank, self.rows_by_rank)
         self.merge_seconds = time.perf_counter() - began
         self.stats["merge_seconds"] = self.merge_seconds
         return merged

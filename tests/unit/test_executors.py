@@ -52,6 +52,42 @@ def test_merge_breaks_ties_by_doc_id_descending_as_the_evaluation_does() -> None
     assert idx.tolist() == [[3, 2, 1]]
 
 
+def _lexsort_merge(parts: list[tuple[np.ndarray, np.ndarray]], width: int,
+                   ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference merge: sort every candidate by (score desc, doc-id rank desc)."""
+    idx = np.concatenate([p[0] for p in parts], axis=1)
+    val = np.concatenate([p[1] for p in parts], axis=1)
+    valid = idx >= 0
+    order = np.lexsort((-np.where(valid, ranks[np.where(valid, idx, 0)], -1),
+                        -np.where(valid, val, -np.inf)), axis=-1)[:, :width]
+    return (np.take_along_axis(np.where(valid, idx, -1), order, axis=-1),
+            np.take_along_axis(np.where(valid, val, 0), order, axis=-1))
+
+
+def test_merge_equals_a_full_lexsort_on_random_tie_heavy_shards() -> None:
+    """The key-based merge against sorting every candidate: ties, negative scores, -0.0 vs 0.0,
+    shards shorter than the width (padded with -1)."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, n_shards, width, nq = (int(rng.integers(1, 200)), int(rng.integers(1, 8)), int(rng.integers(1, 90)),
+                                  int(rng.integers(1, 5)))
+        ranks = rng.permutation(n).astype(np.int64)
+        parts = []
+        for lo, hi in shard_bounds(n, n_shards):
+            rows, w = np.arange(lo, hi), min(width, hi - lo)
+            scores = np.round(rng.normal(size=(nq, hi - lo)), int(rng.integers(0, 2))).astype(np.float32)
+            scores[scores == 0] = np.where(rng.random((scores == 0).sum()) < 0.5, -0.0, 0.0)
+            order = np.stack([np.lexsort((-ranks[rows], -s))[:w] for s in scores])
+            idx, val = rows[order], np.take_along_axis(scores, order, axis=1)
+            if rng.random() < 0.3:
+                idx, val = np.pad(idx, ((0, 0), (0, 2)), constant_values=-1), np.pad(val, ((0, 0), (0, 2)))
+            parts.append((idx, val))
+        got, want = merge_top(parts, width, ranks), _lexsort_merge(parts, width, ranks)
+        cols = want[0].shape[1]
+        assert np.array_equal(got[0][:, :cols], want[0])
+        assert np.array_equal(got[1][:, :cols], want[1].astype(np.float32))
+
+
 @pytest.mark.parametrize("shards", [1, 2, 3, 7])
 def test_sharded_flat_search_equals_one_index_over_all_rows(shards: int) -> None:
     rng = np.random.default_rng(shards)
