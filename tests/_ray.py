@@ -25,11 +25,11 @@ def ray_session(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def same_runs(a: Any, b: Any) -> None:
-    """Same queries, same doc ids in the same order, scores within 1e-6 (relative for scores
-    above 1, e.g. SPLADE dot products: encodings made in other batches differ by float32
-    rounding; see docs/scale-out.md)."""
+    """Same queries, same doc ids in the same order, scores within 1e-6 + 2e-6 x |score|
+    (SPLADE dot products: torch encodings made in other batches and thread counts differ by
+    float32 rounding, up to 1.4e-6 relative measured on Cranfield; see docs/scale-out.md)."""
     assert sorted(a.query_ids) == sorted(b.query_ids)
     for q in a.query_ids:
         ra, rb = a.ranking(q), b.ranking(q)
         assert [d for d, _ in ra] == [d for d, _ in rb], q
-        np.testing.assert_allclose([s for _, s in ra], [s for _, s in rb], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose([s for _, s in ra], [s for _, s in rb], rtol=2e-6, atol=1e-6)
