@@ -158,15 +158,17 @@ def recommend(points: Sequence[TradeoffPoint], per_query: dict[str, dict[str, fl
 
 def reference_point(points: Sequence[TradeoffPoint]) -> TradeoffPoint:
     """The full-precision point that compression is measured against: the largest float32 flat
-    point of a sweep (full dimensions, exact search), else the point with the most bytes per
-    document. The best-scoring point may be a compressed one by chance (a rescored binary index
-    a hair above float32), which would make "N x less memory" compare two compressed points."""
+    point of a sweep (full dimensions, exact search; of the fp32 encoder where the sweep has an
+    encoder axis), else the point with the most bytes per document. The best-scoring point may
+    be a compressed one by chance (a rescored binary index a hair above float32), which would
+    make "N x less memory" compare two compressed points."""
     def size(p: TradeoffPoint) -> float:
         return p.bytes_per_doc or 0.0
 
     exact = [p for p in points if isinstance(p.sweep, dict) and p.sweep.get("precision") == "float32"
              and str(p.sweep.get("index", "")).startswith("flat")]
-    return max(exact or list(points), key=lambda p: (size(p), p.quality, p.system))
+    fp32 = [p for p in exact if str((p.sweep or {}).get("encoder") or "fp32") == "fp32"]
+    return max(fp32 or exact or list(points), key=lambda p: (size(p), p.quality, p.system))
 
 
 def extrapolate(point: TradeoffPoint, scales: Sequence[int] = SCALES) -> dict[str, Any]:

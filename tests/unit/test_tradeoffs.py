@@ -75,14 +75,18 @@ def test_keeps_and_memory_compare_with_the_full_precision_point_when_a_compresse
         return TradeoffPoint(name, mean[name], bytes_per_doc=size, p95_ms=1.0,
                              sweep={"dim": 384, "precision": precision, "rescore": 4, "index": index})
 
-    points = [point("m@384/float32/flat", 1536, "float32", "flat"),
+    bf16 = TradeoffPoint("enc~bf16@384/float32/flat", mean["m@384/float32/flat"] + 0.0001, bytes_per_doc=1536,
+                         sweep={"dim": 384, "precision": "float32", "index": "flat", "encoder": "bf16"})
+    per_query["enc~bf16@384/float32/flat"] = per_query["m@384/float32/flat"]
+    points = [point("m@384/float32/flat", 1536, "float32", "flat"), bf16,
               point("m@384/float32/hnsw", 1800, "float32", "hnsw-M16-ef32"),
               point("m@384/ubinary+rescore4/ivf", 57, "ubinary", "ivf-nlist64-np16"),
               point("m@384/ubinary+rescore4/flat", 48, "ubinary", "flat")]
     rec = recommend(points, per_query, alpha=0.05, metric="ndcg@10", n_resamples=2000)
     assert rec is not None and rec.best.system == "m@384/ubinary+rescore4/ivf"
     assert rec.point.system == "m@384/ubinary+rescore4/flat"
-    assert rec.reference is not None and rec.reference.system == "m@384/float32/flat"  # not the bigger HNSW
+    # the fp32 flat point: not the bigger HNSW, not the bf16 encoder's point of the same size
+    assert rec.reference is not None and rec.reference.system == "m@384/float32/flat"
     assert rec.memory_ratio == pytest.approx(1536 / 48)
     assert rec.keeps == pytest.approx(mean["m@384/ubinary+rescore4/flat"] / mean["m@384/float32/flat"])
     assert "of ndcg@10 of m@384/float32/flat" in rec.sentence
