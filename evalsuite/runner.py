@@ -37,7 +37,9 @@ from evalsuite.errors import ConfigError, DataError, EvalsuiteError
 from evalsuite.executors import open_executor
 from evalsuite.results import CellResult, SuiteResults, environment
 from evalsuite.retrievers.base import Retriever
+from evalsuite.retrievers.cache import EmbeddingCache
 from evalsuite.retrievers.cost import CostMeter
+from evalsuite.retrievers.encode_timing import EncodeTimings
 from evalsuite.safepaths import safe_filename
 from evalsuite.tasks.base import STSData, Task
 from evalsuite.types import TaskData
@@ -66,6 +68,7 @@ class RunOptions:
     only_systems: Sequence[str] = ()
     cache_dir: Path | None = None
     no_cache: bool = False
+    fresh_latency: bool = False  # time query encodings again, not reuse an earlier run's (encode_timing)
     baseline: str | None = None
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     on_event: Progress | None = None  # a line of progress per stage (the CLI prints it)
@@ -251,6 +254,9 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
     executor_name = options.executor or ("ray" if options.ray_address else suite.executor)
     executor = open_executor(executor_name, suite.ray, address=options.ray_address,
                              progress=options.progress, say=say)  # None: everything in this process
+    cache_root = _cache_root(suite, options)
+    timings = EncodeTimings(EmbeddingCache(cache_root / "latency") if cache_root is not None else None,
+                            fresh=options.fresh_latency)  # query-encoding times shared by the tasks' meters
     folder = RunFolder(root / suite.name, run_id)
     final = folder.final
     partial = folder.create(started_wall)
@@ -283,7 +289,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             shown_docs: set[str] = set()
             if not isinstance(data, STSData):
                 meter = CostMeter(data.corpus, data.queries, k=suite.k, latency_queries=suite.cost_queries,
-                                  seed=suite.seed)
+                                  seed=suite.seed, timings=timings)
                 info["leakage"] = _leakage_summary(data, meta.content_hash, _cache_root(suite, options), say)
             for system in systems:
                 retriever = retrievers[system]

@@ -13,6 +13,7 @@ Location: ``cache_dir`` argument, else ``$EVALSUITE_CACHE_DIR``, else
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -20,15 +21,16 @@ import os
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CacheStats", "EmbeddingCache", "cached_encode", "default_cache_dir", "pack_encoded", "text_key",
-           "unpack_encoded"]
+__all__ = ["CacheStats", "EmbeddingCache", "cached_encode", "default_cache_dir", "encode_hook", "pack_encoded",
+           "text_key", "unpack_encoded"]
 
 Encoded = Any  # np.ndarray, or a tuple of arrays (sparse: indices, values)
 
@@ -114,6 +116,10 @@ class CacheStats:
     unusable: str | None = None  # why the cache could not be read or written (then nothing was cached)
 
 
+#: cache files that passed ``PRAGMA quick_check`` in this process: path -> (size, mtime_ns) then
+_CHECKED: dict[str, tuple[int, int]] = {}
+
+
 class EmbeddingCache:
     """A folder of per-fingerprint SQLite files."""
 
@@ -141,12 +147,22 @@ class EmbeddingCache:
     @staticmethod
     def _open(path: Path, fingerprint: Mapping[str, Any]) -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=60)
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        conn.execute("CREATE TABLE IF NOT EXISTS entries (text_key TEXT PRIMARY KEY, value BLOB, checksum BLOB)")
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)",
-                     (json.dumps(fingerprint, sort_keys=True, default=str),))
-        conn.execute("PRAGMA quick_check").fetchone()
-        conn.commit()
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            conn.execute("CREATE TABLE IF NOT EXISTS entries (text_key TEXT PRIMARY KEY, value BLOB, checksum BLOB)")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)",
+                         (json.dumps(fingerprint, sort_keys=True, default=str),))
+            conn.commit()
+            # quick_check reads the whole file (6 ms at 6 MB, seconds at gigabytes): once per file
+            # state per process, not on every lookup; a file changed since (size or mtime) is checked again
+            stat = path.stat()
+            state = (stat.st_size, stat.st_mtime_ns)
+            if _CHECKED.get(str(path)) != state:
+                conn.execute("PRAGMA quick_check").fetchone()
+                _CHECKED[str(path)] = state
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def get_many(self, fingerprint: Mapping[str, Any], keys: Sequence[str]) -> tuple[dict[str, Encoded], int]:
@@ -206,6 +222,24 @@ def _warn_unusable(reason: str) -> None:
     warnings.warn(f"embedding cache not usable ({reason}); encoding without it", RuntimeWarning, stacklevel=3)
 
 
+_HOOK: ContextVar[Callable[..., tuple[list[Encoded], CacheStats]] | None] = ContextVar("evalsuite_encode_hook",
+                                                                                        default=None)
+
+
+@contextlib.contextmanager
+def encode_hook(hook: Callable[..., tuple[list[Encoded], CacheStats]]) -> Iterator[None]:
+    """Route every :func:`cached_encode` call of this thread through ``hook`` for the duration.
+
+    ``hook(texts, encode, cache=, fingerprint=, chunk_size=, plain=)`` returns what
+    :func:`cached_encode` returns; ``plain`` is the unhooked implementation. Latency measurement
+    uses it (:class:`evalsuite.retrievers.encode_timing.EncodeTimings`)."""
+    token = _HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _HOOK.reset(token)
+
+
 def cached_encode(
     texts: Sequence[str],
     encode: Callable[[list[str]], Sequence[Encoded]],
@@ -219,6 +253,20 @@ def cached_encode(
     ``encode`` maps a list of texts to one encoding per text. Duplicate texts are encoded
     once. With ``cache=None`` everything is encoded and nothing is stored.
     """
+    hook = _HOOK.get()
+    if hook is not None:
+        return hook(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size, plain=_cached_encode)
+    return _cached_encode(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size)
+
+
+def _cached_encode(
+    texts: Sequence[str],
+    encode: Callable[[list[str]], Sequence[Encoded]],
+    *,
+    cache: EmbeddingCache | None,
+    fingerprint: Mapping[str, Any],
+    chunk_size: int = 4096,
+) -> tuple[list[Encoded], CacheStats]:
     stats = CacheStats(requested=len(texts))
     keys = [text_key(t) for t in texts]
     unique: dict[str, str] = dict(zip(keys, texts))

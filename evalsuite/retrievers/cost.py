@@ -19,12 +19,15 @@ a contract (reports, gates and the CLI read them):
     not counted.
 ``query_latency_p50_ms``, ``query_latency_p95_ms``
     per query, **encoding included**: a seeded sample of ``latency_queries`` queries searched
-    one at a time after ``warmup`` searches, with the embedding caches switched off (a cached
-    query vector would hide the encoder's cost). Systems that derive many indexes from one
-    encoder (sweep points, :mod:`evalsuite.retrievers.sweep`) measure each query's encoding
-    once, uncached, and add it to that query's search time.
+    one at a time after ``warmup`` searches. The encoding is what a new query costs: timed
+    uncached, once per encoder, text and machine, and charged to every search of that text
+    with that encoder (:mod:`evalsuite.retrievers.encode_timing`: the dense model and the hybrid
+    built on it share it; a warm re-run charges the time recorded in the cache folder and
+    times the search part again; ``latency_encodings`` counts what was timed when). Systems
+    that derive many indexes from one encoder (sweep points, :mod:`evalsuite.retrievers.sweep`)
+    measure each query's encoding once, uncached, and add it to that query's search time.
 ``queries_per_s``
-    the same sample searched as one batch (caches off), queries / second.
+    the same sample searched as one batch (its encoding charged the same way), queries / second.
 ``model_bytes``, ``parameters``
     size of the weight files the system runs (ONNX file, safetensors / bin) and the number of
     parameters (read from safetensors headers or ONNX initializers, without loading the
@@ -50,6 +53,7 @@ import numpy as np
 
 from evalsuite.errors import ConfigError
 from evalsuite.retrievers.base import Retriever
+from evalsuite.retrievers.encode_timing import EncodeTimings
 from evalsuite.types import Corpus, Queries
 
 __all__ = ["COST_COLUMNS", "COST_KEYS", "CostAware", "CostMeter", "caches_off", "index_nbytes", "model_size"]
@@ -330,12 +334,14 @@ class CostMeter:
 
     ``latency_queries``: the size of the seeded query sample (0: no latency measurement);
     ``warmup``: searches before timing (loads models, fills CPU caches); ``k``: the depth
-    searched, as in the evaluation.
+    searched, as in the evaluation; ``timings``: recorded query-encoding times, shared by the
+    meters of one run (default: this meter's own, in memory).
     """
 
     def __init__(self, corpus: Corpus, queries: Queries, *, k: int = 100, latency_queries: int = 50,
-                 warmup: int = 3, seed: int = 0) -> None:
+                 warmup: int = 3, seed: int = 0, timings: EncodeTimings | None = None) -> None:
         self.n_docs = len(corpus)
+        self.timings = timings if timings is not None else EncodeTimings()
         self.k = k
         self.warmup = warmup
         ids = list(queries.ids.tolist())
@@ -396,30 +402,52 @@ class CostMeter:
         encode_ms, encode_batch = [0.0] * len(texts), 0.0
         query_costs = retriever.query_encode_costs if isinstance(retriever, CostAware) else None
         derived = query_costs is not None
-        with encode_here(retriever) as moved, caches_off(retriever):
+        timings = self.timings
+        timings.expect(texts)
+        before = dict(timings.counts)
+
+        def charging(record: bool) -> contextlib.AbstractContextManager[Any]:
+            # systems that derive their query vectors (sweep points) add query_encode_costs instead
+            return contextlib.nullcontext() if derived else timings.charging(record=record)
+
+        with encode_here(retriever) as moved, caches_off(retriever) if derived else contextlib.nullcontext():
             if moved:
                 notes.append("latency: queries encoded in this process (the driver), searched on the executor's "
                              "shards")
             if query_costs is not None:
                 encode_ms, encode_batch = query_costs(texts)
-            for i in range(min(self.warmup, len(self.sample))):
-                retriever.search(self.sample.subset([self.sample.ids[i]]), k=self.k)
-            per_query = []
-            for qid, enc in zip(self.sample.ids.tolist(), encode_ms):
-                one = self.sample.subset([qid])
+            with charging(record=False):
+                for i in range(min(self.warmup, len(self.sample))):
+                    retriever.search(self.sample.subset([self.sample.ids[i]]), k=self.k)
+            with charging(record=True):
+                timings.take_credit_ms()
+                per_query = []
+                for qid, enc in zip(self.sample.ids.tolist(), encode_ms):
+                    one = self.sample.subset([qid])
+                    began = time.perf_counter()
+                    retriever.search(one, k=self.k)
+                    per_query.append((time.perf_counter() - began) * 1000 + enc + timings.take_credit_ms())
                 began = time.perf_counter()
-                retriever.search(one, k=self.k)
-                per_query.append((time.perf_counter() - began) * 1000 + enc)
-            began = time.perf_counter()
-            retriever.search(self.sample, k=self.k)
-            batch = time.perf_counter() - began + encode_batch
+                retriever.search(self.sample, k=self.k)
+                batch = time.perf_counter() - began + encode_batch + timings.take_credit_ms() / 1000
+        timings.save()
         out["query_latency_p50_ms"] = _percentile(per_query, 50)
         out["query_latency_p95_ms"] = _percentile(per_query, 95)
         out["queries_per_s"] = len(texts) / batch if batch > 0 else None
         if derived:
             notes.append("latency = each query's encoding (measured once, uncached) + this index's search")
+        else:
+            counts = {k: timings.counts[k] - before[k] for k in timings.counts}
+            if any(counts.values()):
+                out["latency_encodings"] = counts
+            if counts["this_run"] or counts["earlier_run"]:
+                earlier = (f"{counts['earlier_run']} by an earlier run on this machine (the cache's latency "
+                           "store; --fresh-latency times them again)") if counts["earlier_run"] else ""
+                this = f"{counts['this_run']} earlier in this run" if counts["this_run"] else ""
+                notes.append("latency: the search part of every query timed now; of its query encodings, "
+                             f"{counts['measured']} timed now (uncached), "
+                             + ", ".join(x for x in (this, earlier) if x) + " (same encoder and texts)")
         return out
-
 
 
 def cost_cells(costs: dict[str, Any]) -> list[str]:

@@ -1,0 +1,188 @@
+"""Query-encoding latency, measured once per (encoder, texts, machine) and charged thereafter.
+
+A system's query latency (:mod:`evalsuite.retrievers.cost`) is, per query, its search time
+with the query's encoding included: the cost a user pays for a query the system has not seen.
+Encoding one query with a given model costs the same whichever system calls the model: the
+dense model on its own, the hybrid built on it, the same query in another task of the suite.
+So while a latency sample is searched (:meth:`EncodeTimings.charging`), every encoding that
+goes through :func:`~evalsuite.retrievers.cache.cached_encode` is handled here:
+
+* texts this encoder has not been timed on: encoded **uncached**, the wall time recorded;
+* texts it has: served from the embedding cache, and the recorded encoding time charged
+  instead of the (much shorter) time the cache lookup took.
+
+The search part of every query is timed afresh each time. Recorded encoding times live in
+this process (across the systems and tasks of a run) and, given a store, in the cache folder
+(``<cache>/latency``), keyed by the encoder's fingerprint (model weights, prompts, dimension,
+...) and by this machine (:func:`machine_signature`: host, CPU model, usable cores, thread
+settings, evalsuite / onnxruntime / torch versions): a warm re-run on the same machine charges
+the encoding measured by the run that first timed it, and loads no model for it.
+``fresh=True`` (``evalsuite run --fresh-latency``) times every encoding again (and records the
+new times). The costs of each system say how many of its encodings were timed in this run and
+how many came from an earlier one (``latency_encodings``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, Encoded, encode_hook, text_key
+
+__all__ = ["EncodeTimings", "machine_signature"]
+
+_VERSION = 1  # bump when what is timed changes: earlier records are then not reused
+
+
+@lru_cache(maxsize=1)
+def machine_signature() -> dict[str, Any]:
+    """What an encoding time depends on besides the model and the text."""
+    from importlib import metadata
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 0
+    versions: dict[str, str | None] = {}
+    for package in ("evalsuite", "onnxruntime", "torch", "sentence-transformers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "EVALSUITE_THREADS")}
+    return {"host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": usable,
+            "threads": threads, "versions": versions, "timing_version": _VERSION}
+
+
+def _hash(value: Any) -> str:
+    return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
+def texts_key(texts: Sequence[str]) -> str:
+    """One key for an ordered batch of texts (a single text: its cache key)."""
+    if len(texts) == 1:
+        return text_key(texts[0])
+    return "batch-" + _hash([text_key(t) for t in texts])
+
+
+class EncodeTimings:
+    """Recorded encoding times (milliseconds) per encoder fingerprint and texts; see the module
+    docstring. ``store``: the cache folder's latency store (None: this process only)."""
+
+    def __init__(self, store: EmbeddingCache | None = None, *, fresh: bool = False) -> None:
+        self.store = store
+        self.fresh = fresh
+        self._memo: dict[tuple[str, str], tuple[float, bool]] = {}  # -> (ms, recorded by an earlier run)
+        self._asked: dict[str, set[str]] = {}  # per encoder fingerprint: keys already looked up in the store
+        self._expected: list[str] = []
+        self._unsaved: dict[str, dict[str, Encoded]] = {}
+        self._fingerprints: dict[str, dict[str, Any]] = {}
+        self._record = True
+        self._credit_ms = 0.0
+        self.counts = {"measured": 0, "this_run": 0, "earlier_run": 0}
+        self.store_error: str | None = None
+
+    # -- the store ----------------------------------------------------------------------------
+
+    def _store_fingerprint(self, fp_key: str) -> dict[str, Any]:
+        return {"kind": "query encoding latency (ms)", "encoder": fp_key, "machine": _hash(machine_signature())}
+
+    def expect(self, texts: Sequence[str]) -> None:
+        """The texts about to be searched (one at a time and as one batch): their recorded times
+        are read from the store in one query per encoder (when the encoder first encodes them)."""
+        self._expected = [text_key(t) for t in texts] + ([texts_key(texts)] if len(texts) > 1 else [])
+
+    def _load(self, fp_key: str) -> None:
+        if self.store is None or self.fresh:
+            return
+        asked = self._asked.setdefault(fp_key, set())
+        keys = [k for k in self._expected if k not in asked]
+        if not keys:
+            return
+        asked.update(keys)
+        try:
+            found, _ = self.store.get_many(self._store_fingerprint(fp_key), keys)
+        except (OSError, sqlite3.Error) as exc:  # unreadable store: time everything here
+            self.store_error = str(exc)
+            return
+        for key, value in found.items():
+            array = np.asarray(value, dtype=np.float64).ravel()
+            if array.size == 1 and np.isfinite(array[0]) and array[0] >= 0:
+                self._memo.setdefault((fp_key, key), (float(array[0]), True))
+
+    def save(self) -> None:
+        """Write the times recorded in this process to the store (kept best-effort: a read-only
+        cache just means the next run times them again)."""
+        pending, self._unsaved = self._unsaved, {}
+        if self.store is None:
+            return
+        for fp_key, items in pending.items():
+            try:
+                self.store.put_many(self._store_fingerprint(fp_key), items)
+            except (OSError, sqlite3.Error) as exc:
+                self.store_error = str(exc)
+
+    # -- charging -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def charging(self, *, record: bool = True) -> Iterator[EncodeTimings]:
+        """Route encodings through :meth:`_encode` for the duration. ``record=False`` (warm-up
+        searches): texts not yet timed are encoded but their time is not recorded (a first call
+        also loads the model)."""
+        self._record, self._credit_ms = record, 0.0
+        with encode_hook(self._encode):
+            yield self
+
+    def take_credit_ms(self) -> float:
+        """Milliseconds to add to the wall time measured since the last call: recorded encoding
+        times charged minus the time actually spent serving those encodings."""
+        credit, self._credit_ms = self._credit_ms, 0.0
+        return credit
+
+    def _encode(self, texts: Sequence[str], encode: Callable[[list[str]], Sequence[Encoded]], *,
+                cache: EmbeddingCache | None, fingerprint: Mapping[str, Any], chunk_size: int,
+                plain: Callable[..., tuple[list[Encoded], CacheStats]]) -> tuple[list[Encoded], CacheStats]:
+        began = time.perf_counter()
+        fp_key = _hash(fingerprint)
+        self._fingerprints.setdefault(fp_key, dict(fingerprint))
+        key = texts_key(texts) if texts else ""
+        self._load(fp_key)
+        recorded = self._memo.get((fp_key, key)) if texts else None
+        if recorded is None:
+            if not texts:
+                return plain(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size)
+            started = time.perf_counter()
+            values = list(encode(list(texts)))  # uncached: what a new query costs
+            seconds = time.perf_counter() - started
+            if len(values) != len(texts):
+                raise RuntimeError(f"encoder returned {len(values)} encodings for {len(texts)} texts")
+            if self._record:
+                ms = seconds * 1000
+                self._memo[(fp_key, key)] = (ms, False)
+                self._unsaved.setdefault(fp_key, {})[key] = np.array([ms], dtype=np.float64)
+                self.counts["measured"] += 1
+                self._credit_ms += ms - (time.perf_counter() - began) * 1000
+            stats = CacheStats(requested=len(texts), encoded=len(texts), seconds_encoding=seconds)
+            return values, stats
+        rows, stats = plain(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size)
+        if self._record:
+            ms, earlier = recorded
+            self.counts["earlier_run" if earlier else "this_run"] += 1
+            self._credit_ms += ms - (time.perf_counter() - began) * 1000
+        return rows, stats

@@ -1,0 +1,132 @@
+"""Query-encoding latency timed once per (encoder, texts, machine) and charged thereafter
+(evalsuite.retrievers.encode_timing): shared by the systems of a run, kept in the cache folder
+for the next run on the same machine, timed again with ``fresh``, on another machine or when
+the store is unreadable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalsuite import Corpus, Queries
+from evalsuite.retrievers import encode_timing
+from evalsuite.retrievers.cache import EmbeddingCache
+from evalsuite.retrievers.cost import CostMeter
+from evalsuite.retrievers.encode_timing import EncodeTimings
+
+pytest.importorskip("faiss")
+
+from evalsuite.retrievers import get_retriever
+from evalsuite.retrievers.dense import DenseRetriever
+
+from .conftest import HashEncoder
+
+SLEEP_S = 0.02  # each encode call: well above what a 60-document search or a cache lookup takes
+
+
+class SlowEncoder(HashEncoder):
+    """HashEncoder that takes SLEEP_S per call and counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=8)
+        self.calls = 0
+
+    def encode(self, texts: Sequence[str], *, kind: str, batch_size: int = 32,
+               show_progress: bool = False) -> np.ndarray:
+        self.calls += 1
+        time.sleep(SLEEP_S)
+        return super().encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
+
+
+def _data() -> tuple[Corpus, Queries]:
+    corpus = Corpus.from_dict({f"d{i}": {"title": "", "text": f"document {i} on flow {i % 5}"} for i in range(60)})
+    queries = Queries.from_dict({f"q{i}": f"flow question {i}" for i in range(12)})
+    return corpus, queries
+
+
+def _dense(encoder: SlowEncoder, cache: Path, corpus: Corpus, queries: Queries) -> DenseRetriever:
+    dense = DenseRetriever(encoder, cache_dir=cache, progress=False)
+    dense.index(corpus)
+    dense.search(queries, k=5)  # the evaluation's search: query vectors now in the embedding cache
+    return dense
+
+
+def test_the_hybrid_is_charged_the_dense_models_timing_without_encoding_again(tmp_path: Path) -> None:
+    corpus, queries = _data()
+    encoder = SlowEncoder()
+    dense = _dense(encoder, tmp_path, corpus, queries)
+    bm25 = get_retriever("bm25", progress=False)
+    bm25.index(corpus)
+    hybrid = get_retriever("hybrid", retrievers=[bm25, dense], method="rrf")
+    hybrid.index(corpus, components_indexed=True)  # type: ignore[call-arg]
+    meter = CostMeter(corpus, queries, k=5, latency_queries=6, warmup=1)
+    first = meter.measure(dense, index_seconds=0.0)
+    assert first["latency_encodings"] == {"measured": 7, "this_run": 0, "earlier_run": 0}  # 6 alone + 1 batch
+    calls = encoder.calls
+    second = meter.measure(hybrid, index_seconds=0.0)
+    assert encoder.calls == calls  # the warm-up and all 7 timed searches served from the cache
+    assert second["latency_encodings"] == {"measured": 0, "this_run": 7, "earlier_run": 0}
+    # charged, not skipped: every query still pays one encoding
+    assert second["query_latency_p50_ms"] >= SLEEP_S * 1000
+    assert second["queries_per_s"] <= 6 / SLEEP_S
+    assert any("7 earlier in this run" in n for n in second["notes"])
+
+
+def test_a_second_run_reuses_the_stored_timing_and_fresh_times_again(tmp_path: Path) -> None:
+    corpus, queries = _data()
+    store = tmp_path / "latency"
+
+    def run(fresh: bool = False) -> tuple[dict, int]:
+        encoder = SlowEncoder()
+        dense = _dense(encoder, tmp_path, corpus, queries)
+        calls = encoder.calls
+        timings = EncodeTimings(EmbeddingCache(store), fresh=fresh)
+        costs = CostMeter(corpus, queries, k=5, latency_queries=5, warmup=2, timings=timings).measure(
+            dense, index_seconds=0.0)
+        return costs, encoder.calls - calls
+
+    cold, calls = run()
+    assert calls == 2 + 5 + 1 and cold["latency_encodings"]["measured"] == 6
+    warm, calls = run()
+    assert calls == 0  # no model call at all: the warm-up texts are served from the cache too
+    assert warm["latency_encodings"] == {"measured": 0, "this_run": 0, "earlier_run": 6}
+    assert warm["query_latency_p50_ms"] >= SLEEP_S * 1000
+    assert any("by an earlier run on this machine" in n and "--fresh-latency" in n for n in warm["notes"])
+    fresh, calls = run(fresh=True)
+    assert calls == 2 + 5 + 1 and fresh["latency_encodings"]["measured"] == 6
+
+
+def test_another_machine_or_an_unreadable_store_times_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus, queries = _data()
+    store = tmp_path / "latency"
+
+    def measured() -> int:
+        dense = _dense(SlowEncoder(), tmp_path, corpus, queries)
+        timings = EncodeTimings(EmbeddingCache(store))
+        costs = CostMeter(corpus, queries, k=5, latency_queries=4, warmup=0, timings=timings).measure(
+            dense, index_seconds=0.0)
+        return int(costs["latency_encodings"]["measured"])
+
+    assert measured() == 5
+    assert measured() == 0
+    signature = dict(encode_timing.machine_signature(), cpus=999)
+    monkeypatch.setattr(encode_timing, "machine_signature", lambda: signature)
+    assert measured() == 5  # recorded on "another machine": not charged here
+    for path in store.glob("*.sqlite"):
+        path.write_bytes(b"not a database at all")
+    assert measured() == 5  # damaged store: set aside, timed again, no error
+
+
+def test_timings_outside_a_measurement_change_nothing(tmp_path: Path) -> None:
+    """The hook is only active inside ``charging``: an ordinary search uses the embedding cache."""
+    corpus, queries = _data()
+    encoder = SlowEncoder()
+    dense = _dense(encoder, tmp_path, corpus, queries)
+    calls = encoder.calls
+    EncodeTimings()  # constructing one installs nothing
+    dense.search(queries, k=5)
+    assert encoder.calls == calls
