@@ -387,8 +387,9 @@ def score_cell(cell: CellResult, result: EvalResult) -> None:
     (NaN -- a query excluded for this metric -- as None), the query counts and the missing and
     excluded queries. Shared by :func:`run_suite` and the fine-tune loop."""
     cell.aggregate = dict(result.aggregate)
-    cell.per_query = {str(m): {str(q): (None if math.isnan(v) else float(v)) for q, v in col.items()}
-                      for m, col in result.per_query.items()}
+    ids = [str(q) for q in result.query_ids.tolist()]
+    cell.per_query = {str(m): {q: (None if math.isnan(v) else float(v)) for q, v in zip(ids, col.tolist())}
+                      for m, col in result.values.items()}  # what result.per_query holds, without pandas
     cell.n_queries = dict(result.n_queries)
     cell.missing_queries = list(result.missing_queries)
     cell.excluded_queries = list(result.excluded_queries)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evalsuite._segments import segment_ids
 from evalsuite.errors import DataError
 from evalsuite.io._table import Column, Engine, TableData, TableFormat, read_table, split_whitespace
 from evalsuite.io._text import atomic_write, check_file, read_text
@@ -122,10 +123,13 @@ def write_trec_run(run: Run, path: str | Path, *, tag: str | None = None, depth:
     _check_writable_ids(run.query_ids, "query id")
     _check_writable_ids(run.doc_ids, "doc id")
     out = run.top_k(depth) if depth is not None else run
-    frame = out.to_frame()
+    order = out.ranking_order()  # the rows of out.to_frame(), built without pandas
+    offsets = out.offsets
+    seg = segment_ids(offsets)
+    ranks = np.arange(len(order), dtype=np.int64) - offsets[seg] + 1
     with atomic_write(path) as fh:
-        for q, d, s, r in zip(frame["query_id"].tolist(), frame["doc_id"].tolist(), frame["score"].tolist(),
-                              frame["rank"].tolist()):
+        for q, d, s, r in zip(out.query_ids[seg].tolist(), out.doc_ids[order].tolist(), out.scores[order].tolist(),
+                              ranks.tolist()):
             fh.write(f"{q} Q0 {d} {r} {s!r} {tag}\n")
     return Path(path)
 

@@ -116,7 +116,7 @@ class CacheStats:
     unusable: str | None = None  # why the cache could not be read or written (then nothing was cached)
 
 
-#: cache files that passed ``PRAGMA quick_check`` in this process: path -> (size, mtime_ns) then
+#: cache files set up and passed ``PRAGMA quick_check`` in this process: path -> (size, mtime_ns) then
 _CHECKED: dict[str, tuple[int, int]] = {}
 
 
@@ -146,6 +146,14 @@ class EmbeddingCache:
 
     @staticmethod
     def _open(path: Path, fingerprint: Mapping[str, Any]) -> sqlite3.Connection:
+        known = _CHECKED.get(str(path))
+        if known is not None:
+            try:
+                stat = path.stat()
+            except OSError:
+                stat = None
+            if stat is not None and (stat.st_size, stat.st_mtime_ns) == known:
+                return sqlite3.connect(path, timeout=60)  # set up and checked in this state already
         conn = sqlite3.connect(path, timeout=60)
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")

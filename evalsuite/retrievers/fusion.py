@@ -36,9 +36,9 @@ from numbers import Real
 from typing import Literal, get_args
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
+from evalsuite._ids import object_codes
 from evalsuite._segments import argsort_within, offsets_from_counts, segment_ids
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.types import Run
@@ -317,11 +317,11 @@ def _fuse(cuts: list[_Cut], values: list[FloatArray], fills: list[FloatArray], w
     Run ``i`` gives ``values[i]`` to its rows and ``fills[i][q]`` to every other doc of its
     query ``q`` (0 where it lacks the query).
     """
-    query_codes, unique_queries = pd.factorize(np.concatenate([c.query_ids for c in cuts]), sort=False)
+    query_codes, unique_queries = object_codes(np.asarray(np.concatenate([c.query_ids for c in cuts]), dtype=object))
     query_bounds = np.cumsum([0] + [len(c.query_ids) for c in cuts])
     row_query = np.concatenate([np.repeat(query_codes[a:b], c.counts)
                                 for c, a, b in zip(cuts, query_bounds, query_bounds[1:])]).astype(np.int64)
-    row_doc, unique_docs = pd.factorize(np.concatenate([c.doc_ids for c in cuts]), sort=False)
+    row_doc, unique_docs = object_codes(np.asarray(np.concatenate([c.doc_ids for c in cuts]), dtype=object))
     # Group the rows of all runs by (query, doc): by query (a stable sort of runs that are
     # each already grouped), then by doc code within each query (a segmented sort).
     by_query = np.argsort(row_query, kind="stable")

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from evalsuite.errors import ConfigError
@@ -36,6 +35,9 @@ from evalsuite.retrievers.fusion import (
     rrf,
 )
 from evalsuite.types import Corpus, Qrels, Queries, Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["DEFAULT_SWEEP", "FusionMethod", "HybridRetriever", "RetrieverSpec", "build_retriever", "weight_sweep"]
 
@@ -296,6 +298,8 @@ def weight_sweep(
     grid = _check_sweep_weights(weights)
     runs = [_component_run(c, i, queries, corpus, depth) for i, c in enumerate(components)]
     qrels_obj = qrels if isinstance(qrels, Qrels) else Qrels.from_dict(qrels)
+
+    import pandas as pd
 
     rows = []
     for w in grid.tolist():
