@@ -78,3 +78,15 @@ def test_suite_modules_load_neither_pandas_nor_scipy() -> None:
              "print(json.dumps(sorted(m for m in ('pandas', 'scipy') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
     assert json.loads(proc.stdout) == []
+
+
+def test_a_suite_run_with_its_report_loads_no_pandas(tmp_path: Path) -> None:
+    """A whole `evalsuite run` (BM25, a second BM25, their hybrid, gates, report): ids are
+    factorized, per-query values stored and run files written without a DataFrame."""
+    from tests.unit.test_runner import SUITE
+
+    (tmp_path / "s.yaml").write_text(SUITE)
+    argv = ["run", str(tmp_path / "s.yaml"), "-q", "--cache-dir", str(tmp_path / "cache")]
+    found = loaded(argv)
+    assert (tmp_path / "out" / "small" / "latest" / "report.html").is_file()
+    assert "pandas" not in found
