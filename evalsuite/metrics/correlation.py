@@ -6,7 +6,12 @@ of those scores with human judgements:
 * Spearman's rho = Pearson correlation of the ranks (average ranks for ties).
 * Pearson's r = cov(x, y) / (std(x) * std(y)).
 
-Both are computed by :mod:`scipy.stats`, as MTEB and sentence-transformers do.
+Both are computed with numpy, the formulas scipy uses (``scipy.stats.pearsonr``: centre,
+scale each vector to unit length, dot product, clip to [-1, 1]; ``scipy.stats.spearmanr``:
+the same on ``scipy.stats.rankdata`` average ranks), so they equal what MTEB and
+sentence-transformers report through scipy to rounding (within 1e-12, cross-checked in
+tests/unit/test_correlation.py); importing :mod:`scipy.stats` would cost a report about half
+a second.
 
 Uncertainty: a correlation is not a mean of per-pair values, so its confidence interval
 comes from resampling the sentence *pairs* (with replacement, each pair keeping its
@@ -20,6 +25,7 @@ distributions agree with scipy's to rounding (tests/unit/test_correlation.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -74,20 +80,45 @@ def _validated(predicted: ArrayLike, gold: ArrayLike) -> tuple[np.ndarray, np.nd
     return x, y
 
 
-def spearman(predicted: ArrayLike, gold: ArrayLike) -> float:
-    """Spearman's rank correlation of ``predicted`` with ``gold``."""
-    from scipy.stats import spearmanr
+def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Ranks 1..n of ``values``, tied values sharing the mean of their ranks
+    (``scipy.stats.rankdata(values, method="average")``)."""
+    order = np.argsort(values, kind="stable")
+    ascending = values[order]
+    starts = np.empty(len(values), dtype=bool)
+    starts[0] = True
+    np.not_equal(ascending[1:], ascending[:-1], out=starts[1:])
+    dense = np.empty(len(values), dtype=np.intp)
+    dense[order] = np.cumsum(starts)  # 1-based number of each value's group, in ascending order
+    bounds = np.append(np.flatnonzero(starts), len(values))  # group g holds sorted positions bounds[g-1]..bounds[g]-1
+    return 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
 
+
+def _pearson(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
+    """Pearson's r of two validated (non-constant) vectors, computed as ``scipy.stats.pearsonr`` does."""
+    xm = x - x.mean()
+    ym = y - y.mean()
+    # norms of the deviations scaled by their largest magnitude first: no overflow on huge scores
+    xmax, ymax = np.abs(xm).max(), np.abs(ym).max()
+    normxm = xmax * np.linalg.norm(xm / xmax)
+    normym = ymax * np.linalg.norm(ym / ymax)
+    r = float(np.dot(xm / normxm, ym / normym))
+    if len(x) == 2:  # two points lie on a line: exactly 1 or -1, as scipy returns
+        return math.copysign(1.0, r)
+    return max(-1.0, min(1.0, r))
+
+
+def spearman(predicted: ArrayLike, gold: ArrayLike) -> float:
+    """Spearman's rank correlation of ``predicted`` with ``gold``: Pearson's r of the average ranks."""
     x, y = _validated(predicted, gold)
-    return float(spearmanr(x, y).statistic)
+    return _pearson(_average_ranks(x), _average_ranks(y))
 
 
 def pearson(predicted: ArrayLike, gold: ArrayLike) -> float:
-    """Pearson's linear correlation of ``predicted`` with ``gold``."""
-    from scipy.stats import pearsonr
-
+    """Pearson's linear correlation of ``predicted`` with ``gold``:
+    sum(dx * dy) / sqrt(sum(dx^2) * sum(dy^2)), with dx, dy the deviations from the means."""
     x, y = _validated(predicted, gold)
-    return float(pearsonr(x, y).statistic)
+    return _pearson(x, y)
 
 
 def correlate(predicted: Sequence[float] | ArrayLike, gold: Sequence[float] | ArrayLike) -> CorrelationResult:

@@ -132,3 +132,52 @@ def test_resampled_ranks_equal_scipy_rankdata_of_each_resample(values: np.ndarra
     for rows in (1, 5, 200):
         idx = rng.integers(0, len(values), (rows, len(values)))
         assert np.array_equal(_resampled_ranks(values, idx), rankdata(values[idx], axis=1))
+
+
+# -- scipy as the oracle of the numpy correlations -------------------------------------------
+
+def _oracle_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    cases = []
+    for n in (2, 3, 5, 40, 1379):
+        x = rng.normal(size=n)
+        cases.append((f"continuous n={n}", x, 0.6 * x + rng.normal(size=n)))
+    for n in (3, 8, 200, 1379):  # coarse values: many ties on both sides (STS-B gold scores are like this)
+        x = rng.integers(0, 4, n).astype(float)
+        y = rng.uniform(0, 5, n).round(1)
+        if len(set(x)) == 1:
+            x[0] += 1
+        cases.append((f"ties n={n}", x, y))
+    x = rng.normal(size=50) * 1e200  # scaled before the norm: no overflow
+    cases.append(("huge", x, x + rng.normal(size=50) * 1e199))
+    cases.append(("anti", np.arange(10.0), -np.arange(10.0) ** 3))
+    return cases
+
+
+@pytest.mark.parametrize("case", _oracle_cases(), ids=lambda c: c[0])
+def test_equal_to_scipy(case: tuple[str, np.ndarray, np.ndarray]) -> None:
+    from scipy import stats
+
+    _, x, y = case
+    assert abs(pearson(x, y) - float(stats.pearsonr(x, y).statistic)) <= 1e-12
+    assert abs(spearman(x, y) - float(stats.spearmanr(x, y).statistic)) <= 1e-12
+
+
+def test_average_ranks_equal_scipy_rankdata() -> None:
+    from scipy import stats
+
+    from evalsuite.metrics.correlation import _average_ranks
+
+    rng = np.random.default_rng(5)
+    for values in (rng.normal(size=30), rng.integers(0, 5, 300).astype(float), np.array([3.0, 1.0, 3.0, 3.0, 2.0])):
+        np.testing.assert_array_equal(_average_ranks(values), stats.rankdata(values, method="average"))
+
+
+def test_correlations_import_no_scipy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from evalsuite.metrics.correlation import correlate; correlate([1, 2, 3, 5], [2, 1, 4, 3]); "
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
