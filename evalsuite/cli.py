@@ -417,7 +417,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from evalsuite.config import load_suite
     from evalsuite.gates import evaluate_gates
-    from evalsuite.runner import RunOptions, run_suite, store_path
+    from evalsuite.runner import RunOptions, run_cache_dir, run_suite, store_path
 
     suite = load_suite(args.suite)
     quiet = args.quiet
@@ -459,7 +459,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             _write_gate_outputs(report, folder)
             reports.append(report)
         say("computing the verdict")
-        comparison = build_report(results, baseline_system=args.baseline_system)
+        comparison = build_report(results, baseline_system=args.baseline_system,
+                                  cache_dir=run_cache_dir(suite, options))  # statistics memoised there
         comparisons.append(comparison)
         if not args.no_report:
             say("writing the report")

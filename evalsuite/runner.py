@@ -254,7 +254,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
     executor_name = options.executor or ("ray" if options.ray_address else suite.executor)
     executor = open_executor(executor_name, suite.ray, address=options.ray_address,
                              progress=options.progress, say=say)  # None: everything in this process
-    cache_root = _cache_root(suite, options)
+    cache_root = run_cache_dir(suite, options)
     timings = EncodeTimings(EmbeddingCache(cache_root / "latency") if cache_root is not None else None,
                             fresh=options.fresh_latency)  # query-encoding times shared by the tasks' meters
     folder = RunFolder(root / suite.name, run_id)
@@ -290,7 +290,7 @@ def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteRes
             if not isinstance(data, STSData):
                 meter = CostMeter(data.corpus, data.queries, k=suite.k, latency_queries=suite.cost_queries,
                                   seed=suite.seed, timings=timings)
-                info["leakage"] = _leakage_summary(data, meta.content_hash, _cache_root(suite, options), say)
+                info["leakage"] = _leakage_summary(data, meta.content_hash, cache_root, say)
             for system in systems:
                 retriever = retrievers[system]
                 if spec.type == "mteb":  # scored by mteb's own evaluator
@@ -424,8 +424,9 @@ def sts_cell(spec: TaskSpec, system: str, retriever: Retriever, data: STSData, s
     return cell
 
 
-def _cache_root(suite: SuiteConfig, options: RunOptions) -> Path | None:
-    """The cache folder of this run (None: caching off)."""
+def run_cache_dir(suite: SuiteConfig, options: RunOptions) -> Path | None:
+    """The cache folder of this run (None: caching off): embeddings, leakage summaries and the
+    report's memoised statistics (:mod:`evalsuite.metrics.memo`) live under it."""
     if options.no_cache:
         return None
     from evalsuite.retrievers.cache import default_cache_dir

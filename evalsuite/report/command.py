@@ -48,6 +48,10 @@ def add_report_parser(sub: Any) -> None:
                    help="bootstrap / randomization resamples (default: %(default)s)")
     p.add_argument("--drilldown", type=int, default=40, metavar="N",
                    help="most-disagreeing queries listed per task (default: %(default)s)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="cache folder where bootstrap intervals and tests are memoised for the next report on "
+                   "the same results (default: the run's default, $EVALSUITE_CACHE_DIR or ~/.cache/evalsuite)")
+    p.add_argument("--no-cache", action="store_true", help="compute every statistic, memoise nothing")
     p.set_defaults(handler=cmd_report)
 
 
@@ -64,8 +68,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.drilldown < 0:
         raise ConfigError(f"--drilldown {args.drilldown}: must be 0 or more")
     results = [load_results(path) for path in args.results]
+    if args.no_cache:
+        cache_dir = None
+    else:
+        from evalsuite.retrievers.cache import default_cache_dir
+
+        cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     report = build_report(results, baseline_system=args.baseline_system, compare_system=args.compare_system,
-                          n_resamples=args.resamples, drilldown_queries=args.drilldown)
+                          n_resamples=args.resamples, drilldown_queries=args.drilldown, cache_dir=cache_dir)
     if args.output is None:
         output = default_report_path(results[0])
     else:

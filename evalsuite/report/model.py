@@ -18,6 +18,9 @@ Statistics (see :mod:`evalsuite.metrics.stats` and :mod:`evalsuite.report.verdic
 * The verdict of each task (:class:`~evalsuite.report.verdict.Verdict`) reads the same
   corrected p-values on the task's main metric.
 * Tasks without per-query values (STS: one correlation over all pairs) get no CI and no test.
+* Given the run's cache folder (``cache_dir``), every bootstrap interval and test is memoised
+  there by a hash of its exact inputs and parameters (:mod:`evalsuite.metrics.memo`): a report
+  on unchanged results reads the same numbers back instead of resampling again.
 * Systems that do not apply to a task (no result, a "not applicable" note) are listed once
   as not applicable, never as a row or as the baseline.
 
@@ -42,6 +45,7 @@ import numpy as np
 from markupsafe import Markup
 
 from evalsuite.errors import ConfigError, DataError, UnknownNameError
+from evalsuite.metrics.memo import StatsMemo
 from evalsuite.metrics.stats import ConfidenceInterval, align, bootstrap_ci, correct, randomization_test
 from evalsuite.report import charts
 from evalsuite.report.verdict import (
@@ -429,6 +433,7 @@ def build_report(
     drilldown_queries: int = 40,
     drilldown_depth: int = 5,
     title: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Report:
     """Compute everything a report shows (see the module docstring).
 
@@ -438,11 +443,10 @@ def build_report(
     (default: per task, the best non-baseline system on the task's main metric).
     ``drilldown_queries``: how many most-disagreeing queries to list per task;
     ``drilldown_depth``: top documents shown per system for each.
+    ``cache_dir``: the run's cache folder, where the bootstrap intervals and tests are memoised
+    (:class:`~evalsuite.metrics.memo.StatsMemo`: a re-run on unchanged results reads them back,
+    bit for bit); None computes them all.
     """
-    from evalsuite.io import read_run
-    from evalsuite.metrics.evaluate import evaluate
-    from evalsuite.types import Qrels
-
     sources = [results] if isinstance(results, SuiteResults) else list(results)
     if not sources:
         raise DataError("no results to report on")
@@ -454,6 +458,19 @@ def build_report(
         raise DataError("the results hold no task result to report on", path=sources[0].path)
     if seed is None:
         seed = int(sources[0].config.get("seed", 0) or 0)
+    with StatsMemo(cache_dir) as memo:
+        return _build(sources, memo, baseline_system=baseline_system, compare_system=compare_system, alpha=alpha,
+                      n_resamples=n_resamples, seed=seed, drilldown_queries=drilldown_queries,
+                      drilldown_depth=drilldown_depth, title=title)
+
+
+def _build(sources: list[SuiteResults], memo: StatsMemo, *, baseline_system: str | None, compare_system: str | None,
+           alpha: float, n_resamples: int, seed: int, drilldown_queries: int, drilldown_depth: int,
+           title: str | None) -> Report:
+    from evalsuite.io import read_run
+    from evalsuite.metrics.evaluate import evaluate
+    from evalsuite.types import Qrels
+
     systems = _systems(sources)
     baseline = _pick_system(systems, baseline_system, "baseline")
     challenger_pick = _pick_system(systems, compare_system, "compare") if compare_system is not None else None
@@ -518,9 +535,9 @@ def build_report(
                 mv = MetricValue(m, float(cell.aggregate.get(m, math.nan)), alpha=alpha)
                 if per_query:
                     samples[(system.key, m)] = per_query
-                    mv.ci = bootstrap_ci(list(per_query.values()), n_resamples=n_resamples, seed=seed)
+                    mv.ci = _mean_ci(memo, list(per_query.values()), n_resamples=n_resamples, seed=seed)
                 elif scored is not None and m in _CORRELATIONS:
-                    mv.ci = _correlation_ci(scored, m, n_resamples=n_resamples, seed=seed)
+                    mv.ci = _correlation_ci(scored, m, n_resamples=n_resamples, seed=seed, memo=memo)
                 values.append(mv)
             n = max(cell.n_queries.values(), default=None) if cell.n_queries else None
             view.timings[system.key] = dict(cell.timing)
@@ -533,7 +550,7 @@ def build_report(
                 for row in view.rows:
                     row.values[j].best = not math.isnan(row.values[j].value) and row.values[j].value >= top - 1e-12
         if same_data:
-            _pairwise(view, partial(_pair_of, samples, pair_scores, n_resamples, seed), alpha=alpha)
+            _pairwise(view, partial(_pair_of, memo, samples, pair_scores, n_resamples, seed), alpha=alpha)
         _charts_and_drilldown(view, applicable, challenger_pick, infos, drilldown_queries,
                               drilldown_depth, read_run, evaluate, Qrels)
         views.append(view)
@@ -588,17 +605,45 @@ def _pair_scores(cell: CellResult) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(predicted, dtype=np.float64), np.asarray(gold, dtype=np.float64)
 
 
-def _correlation_ci(scored: tuple[np.ndarray, np.ndarray], metric: str, *, n_resamples: int,
-                    seed: int) -> ConfidenceInterval | None:
-    """Percentile bootstrap CI of Spearman/Pearson over sentence pairs (pairs resampled)."""
-    from evalsuite.metrics.correlation import bootstrap_correlation
+def _ci_values(ci: ConfidenceInterval | None) -> list[float]:
+    """A CI as the memo stores it: (estimate, low, high, confidence, n); empty for None."""
+    return [] if ci is None else [ci.estimate, ci.low, ci.high, ci.confidence, float(ci.n)]
 
-    try:
-        b = bootstrap_correlation(scored[0], scored[1], metric=metric,  # type: ignore[arg-type]
-                                  n_resamples=n_resamples, seed=seed)
-    except DataError:  # constant scores: the correlation itself is undefined
+
+def _ci_of(values: np.ndarray, method: str) -> ConfidenceInterval | None:
+    if not len(values):
         return None
-    return ConfidenceInterval(b.estimate, b.low, b.high, b.confidence, "percentile over sentence pairs", b.n)
+    estimate, low, high, confidence, n = (float(v) for v in values)
+    return ConfidenceInterval(estimate, low, high, confidence, method, int(n))
+
+
+def _mean_ci(memo: StatsMemo, values: list[float], *, n_resamples: int, seed: int) -> ConfidenceInterval:
+    """Percentile bootstrap CI of the mean of per-query values (queries resampled)."""
+    x = np.asarray(values, dtype=np.float64)
+    stored = memo.remember("bootstrap_ci percentile", [x], {"n_resamples": n_resamples, "seed": seed},
+                           lambda: _ci_values(bootstrap_ci(x, n_resamples=n_resamples, seed=seed)))
+    ci = _ci_of(stored, "percentile")
+    assert ci is not None
+    return ci
+
+
+def _correlation_ci(scored: tuple[np.ndarray, np.ndarray], metric: str, *, n_resamples: int,
+                    seed: int, memo: StatsMemo | None = None) -> ConfidenceInterval | None:
+    """Percentile bootstrap CI of Spearman/Pearson over sentence pairs (pairs resampled)."""
+    from evalsuite.metrics import correlation
+
+    def compute() -> list[float]:
+        try:
+            b = correlation.bootstrap_correlation(scored[0], scored[1], metric=metric,  # type: ignore[arg-type]
+                                                  n_resamples=n_resamples, seed=seed)
+        except DataError:  # constant scores: the correlation itself is undefined
+            return []
+        return [b.estimate, b.low, b.high, b.confidence, float(b.n)]
+
+    memo = memo or StatsMemo(None)
+    stored = memo.remember("bootstrap_correlation", scored,
+                           {"metric": metric, "n_resamples": n_resamples, "seed": seed}, compute)
+    return _ci_of(stored, "percentile over sentence pairs")
 
 
 def _bootstrap_p(distribution: np.ndarray) -> float:
@@ -612,39 +657,65 @@ def _bootstrap_p(distribution: np.ndarray) -> float:
     return min(1.0, (2 * k + 1) / (n + 1))
 
 
+def _paired_of(values: np.ndarray) -> _Paired | None:
+    """A paired comparison from the memo's (delta, low, high, p, n); None from an empty array."""
+    if not len(values):
+        return None
+    delta, low, high, p, n = (float(v) for v in values)
+    return delta, low, high, p, int(n)
+
+
 def _paired_correlation(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], metric: str, *,
-                        n_resamples: int, seed: int) -> _Paired | None:
+                        n_resamples: int, seed: int, memo: StatsMemo | None = None) -> _Paired | None:
     """corr(a) - corr(b) by a paired bootstrap over the sentence pairs both scored (same gold scores)."""
-    from evalsuite.metrics.correlation import paired_bootstrap_correlation
+    from evalsuite.metrics import correlation
 
     if len(a[1]) != len(b[1]) or not np.array_equal(a[1], b[1]):
         return None
-    try:
-        d = paired_bootstrap_correlation(a[0], b[0], a[1], metric=metric,  # type: ignore[arg-type]
-                                         n_resamples=n_resamples, seed=seed)
-    except DataError:
-        return None
-    return d.estimate, d.low, d.high, _bootstrap_p(d.distribution), d.n
+
+    def compute() -> list[float]:
+        try:
+            d = correlation.paired_bootstrap_correlation(a[0], b[0], a[1], metric=metric,  # type: ignore[arg-type]
+                                                         n_resamples=n_resamples, seed=seed)
+        except DataError:
+            return []
+        return [d.estimate, d.low, d.high, _bootstrap_p(d.distribution), float(d.n)]
+
+    memo = memo or StatsMemo(None)
+    return _paired_of(memo.remember("paired_bootstrap_correlation", [a[0], b[0], a[1]],
+                                    {"metric": metric, "n_resamples": n_resamples, "seed": seed}, compute))
 
 
-def _paired(a: dict[str, float], b: dict[str, float], *, n_resamples: int, seed: int) -> _Paired:
+def _paired(a: dict[str, float], b: dict[str, float], *, n_resamples: int, seed: int,
+            memo: StatsMemo | None = None) -> _Paired:
     """(mean of a - b, CI low, CI high, randomization p, n) over the queries both have."""
     x, y, _ = align(a, b)
     if len(x) < 2:
         return (float(np.mean(x - y)) if len(x) else math.nan, math.nan, math.nan, math.nan, len(x))
-    d = x - y
-    ci = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
-    return float(d.mean()), ci.low, ci.high, randomization_test(x, y, n_resamples=n_resamples, seed=seed), len(d)
+
+    def compute() -> list[float]:
+        d = x - y
+        ci = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
+        return [float(d.mean()), ci.low, ci.high, randomization_test(x, y, n_resamples=n_resamples, seed=seed),
+                float(len(d))]
+
+    memo = memo or StatsMemo(None)
+    result = _paired_of(memo.remember("paired randomization", [x, y], {"n_resamples": n_resamples, "seed": seed},
+                                      compute))
+    assert result is not None
+    return result
 
 
-def _pair_of(samples: dict[tuple[str, str], dict[str, float]], pair_scores: dict[str, tuple[np.ndarray, np.ndarray]],
-             n_resamples: int, seed: int, a: str, b: str, metric: str) -> _Paired | None:
+def _pair_of(memo: StatsMemo, samples: dict[tuple[str, str], dict[str, float]],
+             pair_scores: dict[str, tuple[np.ndarray, np.ndarray]], n_resamples: int, seed: int, a: str, b: str,
+             metric: str) -> _Paired | None:
     """System a minus b on ``metric``: paired queries (randomization test) or paired sentence pairs
     (bootstrap); None when the two cannot be paired."""
     if (a, metric) in samples and (b, metric) in samples:
-        return _paired(samples[(a, metric)], samples[(b, metric)], n_resamples=n_resamples, seed=seed)
+        return _paired(samples[(a, metric)], samples[(b, metric)], n_resamples=n_resamples, seed=seed, memo=memo)
     if a in pair_scores and b in pair_scores and metric in _CORRELATIONS:
-        return _paired_correlation(pair_scores[a], pair_scores[b], metric, n_resamples=n_resamples, seed=seed)
+        return _paired_correlation(pair_scores[a], pair_scores[b], metric, n_resamples=n_resamples, seed=seed,
+                                   memo=memo)
     return None
 
 

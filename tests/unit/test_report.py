@@ -438,9 +438,11 @@ def test_report_command(fixture_results: SuiteResults, tmp_path: Path, monkeypat
     add_report_parser(parser.add_subparsers())
     folder = str(Path(fixture_results.path or "").parent)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
     args = parser.parse_args(["report", folder, "--markdown", "-", "--resamples", "500"])
     assert args.handler(args) == 0
     out = capsys.readouterr().out
+    assert list((tmp_path / "cache" / "statistics").glob("memo-*.sqlite"))  # statistics memoised in the cache
     expected = tmp_path / default_report_path(fixture_results)
     assert expected == tmp_path / "reports" / "unit-20260101T000000Z-abc123.html" and expected.is_file()
     assert f"report: {default_report_path(fixture_results)}" in out and "| good |" in out
@@ -453,6 +455,12 @@ def test_report_command(fixture_results: SuiteResults, tmp_path: Path, monkeypat
     args = parser.parse_args(["report", folder, "--resamples", "5"])
     with pytest.raises(EvalsuiteError, match="--resamples"):
         args.handler(args)
+    args = parser.parse_args(["report", folder, "-o", "other.html", "--resamples", "500", "--no-cache",
+                              "--cache-dir", str(tmp_path / "unused")])
+    assert args.handler(args) == 0 and not (tmp_path / "unused").exists()
+    args = parser.parse_args(["report", folder, "-o", "other.html", "--resamples", "500", "--cache-dir",
+                              str(tmp_path / "given")])
+    assert args.handler(args) == 0 and list((tmp_path / "given" / "statistics").glob("memo-*.sqlite"))
 
 
 # --- the verdict, the pairwise matrix, decisions apart from set-up, the histogram ---------------------------
