@@ -178,12 +178,65 @@ def model_not_found(name: str, error: BaseException) -> ConfigError:
     )
 
 
+_HASH_STORE: dict[str, Path | None] = {"folder": None}  # set by remember_file_hashes
+
+
+def remember_file_hashes(folder: Path | None) -> None:
+    """Keep the hashes of model files in ``folder/file-hashes.json`` across processes (``None``:
+    in this process only). The runner points it at the run's cache folder: hashing the weights
+    of a model costs ~1 s per GB on every run otherwise, before anything is served from the
+    embedding cache. An entry is reused only while the file has the same device, inode, size,
+    modification and status-change time (what git trusts for its index): any write to the file
+    or its replacement changes at least one of them."""
+    _HASH_STORE["folder"] = folder
+    _stored_hashes.cache_clear()
+
+
+@lru_cache(maxsize=4)
+def _stored_hashes(folder: Path) -> dict[str, str]:
+    import json
+
+    try:
+        data = json.loads((folder / "file-hashes.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _store_hash(folder: Path, key: str, digest: str) -> None:
+    import json
+
+    from evalsuite.io._text import atomic_write
+
+    known = _stored_hashes(folder)
+    path = key.rsplit("|", 5)[0]
+    for stale in [k for k in known if k.rsplit("|", 5)[0] == path or not os.path.exists(k.rsplit("|", 5)[0])]:
+        del known[stale]  # this file's earlier state; files deleted since (a model upgraded or removed)
+    known[key] = digest
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / "file-hashes.json") as fh:
+            json.dump(known, fh)
+    except OSError:
+        pass  # a read-only cache: hashed again next time
+
+
 @lru_cache(maxsize=64)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    folder = _HASH_STORE["folder"]
+    key = None
+    if folder is not None:
+        stat = os.stat(path)
+        key = f"{os.path.realpath(path)}|{stat.st_dev}|{stat.st_ino}|{size}|{mtime_ns}|{stat.st_ctime_ns}"
+        known = _stored_hashes(folder).get(key)
+        if known is not None:
+            return known
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)
+    if folder is not None and key is not None:
+        _store_hash(folder, key, digest.hexdigest())
     return digest.hexdigest()
 
 

