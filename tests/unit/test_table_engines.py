@@ -157,6 +157,25 @@ def test_gzip_cases(tmp_path: Path, name: str, content: bytes, fast: bool) -> No
     check_both_engines(tmp_path, gzip.compress(content), RUN_FORMAT, fast, suffix=".gz")
 
 
+ALL_CASES = [(RUN_FORMAT, *c) for c in RUN_CASES] + [(QRELS_FORMAT, *c) for c in QRELS_CASES] + [
+    (BEIR_QRELS_FORMAT, *c) for c in BEIR_CASES]
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 5])
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+def test_every_case_reads_alike_when_the_scan_reads_tiny_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                piece: int, gzipped: bool) -> None:
+    """The canonical scan goes over the bytes chunk by chunk: every check that looks at a pair of
+    neighbouring bytes (blanks, CR LF) or at one byte (0x7F, >= 0x80) must hold across the
+    chunks' boundaries, wherever they fall."""
+    from evalsuite.io import _table
+
+    monkeypatch.setattr(_table, "_SCAN_CHUNK", piece)
+    for fmt, _name, content, fast in ALL_CASES:
+        data = gzip.compress(content) if gzipped else content
+        check_both_engines(tmp_path, data, fmt, fast, suffix=f"-{piece}{'.gz' if gzipped else ''}")
+
+
 @pytest.mark.parametrize("engine", ["python", "arrow"])
 @pytest.mark.parametrize("content", [b"q1 Q0 d\x1c1 1 0.5 t\n", b"q1 Q0 d1 1 0.5 t\x01\n"])
 def test_control_character_is_named_on_both_paths(tmp_path: Path, engine: str, content: bytes) -> None:
