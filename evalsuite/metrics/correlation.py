@@ -96,13 +96,16 @@ def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _pearson(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
     """Pearson's r of two validated (non-constant) vectors, computed as ``scipy.stats.pearsonr`` does."""
-    xm = x - x.mean()
-    ym = y - y.mean()
-    # norms of the deviations scaled by their largest magnitude first: no overflow on huge scores
-    xmax, ymax = np.abs(xm).max(), np.abs(ym).max()
-    normxm = xmax * np.linalg.norm(xm / xmax)
-    normym = ymax * np.linalg.norm(ym / ymax)
-    r = float(np.dot(xm / normxm, ym / normym))
+    with np.errstate(invalid="ignore"):  # an infinite score makes the deviations NaN (below)
+        xm = x - x.mean()
+        ym = y - y.mean()
+        # norms of the deviations scaled by their largest magnitude first: no overflow on huge scores
+        xmax, ymax = np.abs(xm).max(), np.abs(ym).max()
+        normxm = xmax * np.linalg.norm(xm / xmax)
+        normym = ymax * np.linalg.norm(ym / ymax)
+        r = float(np.dot(xm / normxm, ym / normym))
+    if math.isnan(r):  # an infinite score: undefined, NaN as scipy returns (never clipped into +-1)
+        return r
     if len(x) == 2:  # two points lie on a line: exactly 1 or -1, as scipy returns
         return math.copysign(1.0, r)
     return max(-1.0, min(1.0, r))

@@ -163,6 +163,18 @@ def test_equal_to_scipy(case: tuple[str, np.ndarray, np.ndarray]) -> None:
     assert abs(spearman(x, y) - float(stats.spearmanr(x, y).statistic)) <= 1e-12
 
 
+@pytest.mark.parametrize("n", [2, 4])
+def test_pearson_of_an_infinite_score_is_nan_as_in_scipy(n: int) -> None:
+    """inf makes the deviations NaN: r is undefined (scipy: NaN), not clipped to 1.0."""
+    from scipy import stats
+
+    x = np.array([1.0, np.inf, 3.0, 4.0][:n])
+    y = np.array([1.0, 2.0, 3.0, 5.0][:n])
+    assert math.isnan(float(stats.pearsonr(x, y).statistic))
+    assert math.isnan(pearson(x, y))
+    assert math.isnan(correlate(x, y).pearson)
+
+
 def test_average_ranks_equal_scipy_rankdata() -> None:
     from scipy import stats
 
