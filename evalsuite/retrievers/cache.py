@@ -238,7 +238,7 @@ _HOOK: ContextVar[Callable[..., tuple[list[Encoded], CacheStats]] | None] = Cont
 def encode_hook(hook: Callable[..., tuple[list[Encoded], CacheStats]]) -> Iterator[None]:
     """Route every :func:`cached_encode` call of this thread through ``hook`` for the duration.
 
-    ``hook(texts, encode, cache=, fingerprint=, chunk_size=, plain=)`` returns what
+    ``hook(texts, encode, cache=, fingerprint=, chunk_size=, plain=, timing=)`` returns what
     :func:`cached_encode` returns; ``plain`` is the unhooked implementation. Latency measurement
     uses it (:class:`evalsuite.retrievers.encode_timing.EncodeTimings`)."""
     token = _HOOK.set(hook)
@@ -255,15 +255,19 @@ def cached_encode(
     cache: EmbeddingCache | None,
     fingerprint: Mapping[str, Any],
     chunk_size: int = 4096,
+    timing: Mapping[str, Any] | None = None,
 ) -> tuple[list[Encoded], CacheStats]:
     """Encodings of ``texts`` in order, encoding only what the cache lacks.
 
     ``encode`` maps a list of texts to one encoding per text. Duplicate texts are encoded
-    once. With ``cache=None`` everything is encoded and nothing is stored.
+    once. With ``cache=None`` everything is encoded and nothing is stored. ``timing``: settings
+    that change how long encoding takes but not its output (device, threads, batch size), for
+    latency measurement only (:mod:`evalsuite.retrievers.encode_timing`); not part of the key.
     """
     hook = _HOOK.get()
     if hook is not None:
-        return hook(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size, plain=_cached_encode)
+        return hook(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size, plain=_cached_encode,
+                    timing=timing)
     return _cached_encode(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size)
 
 

@@ -102,6 +102,7 @@ from evalsuite.retrievers._common import read_json_object as _read_json
 from evalsuite.retrievers._common import top_k as _top_k
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, cached_encode
+from evalsuite.retrievers.encode_timing import runtime_settings
 from evalsuite.types import Corpus, Queries, Run
 
 __all__ = ["ColbertCheckpoint", "ColbertRetriever", "DenseLayer", "detect_colbert_checkpoint"]
@@ -677,7 +678,8 @@ class ColbertRetriever:
             return list(executor.encode(job, batch))  # uncached texts only, on the executor's workers
 
         values, stats = cached_encode(texts, encode, cache=self._cache, fingerprint=self._fingerprint_for(task),
-                                      chunk_size=getattr(executor, "encode_chunk_size", 4096))
+                                      chunk_size=getattr(executor, "encode_chunk_size", 4096),
+                                      timing=runtime_settings(self, batch_size=self.batch_size))
         return values, stats
 
     # -- index ---------------------------------------------------------------------------------

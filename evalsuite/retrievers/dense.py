@@ -47,6 +47,7 @@ from evalsuite.retrievers._common import id_rank as _id_rank
 from evalsuite.retrievers._common import make_cache as _make_cache
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, cached_encode
+from evalsuite.retrievers.encode_timing import runtime_settings
 from evalsuite.retrievers.encoders import (
     DEFAULT_MODEL,
     Backend,
@@ -269,7 +270,8 @@ class DenseRetriever:
             return list(vectors)
 
         rows, stats = cached_encode(texts, encode, cache=self._cache, fingerprint=fingerprint,
-                                    chunk_size=getattr(self.executor, "encode_chunk_size", 4096))
+                                    chunk_size=getattr(self.executor, "encode_chunk_size", 4096),
+                                    timing=runtime_settings(self.encoder, batch_size=self.batch_size))
         invalid = _invalid_rows(rows)
         if invalid:  # never serve them: encode again and overwrite the cache entries
             fresh = encode([texts[i] for i in invalid])

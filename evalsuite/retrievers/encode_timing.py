@@ -14,8 +14,9 @@ goes through :func:`~evalsuite.retrievers.cache.cached_encode` is handled here:
 The search part of every query is timed afresh each time. Recorded encoding times live in
 this process (across the systems and tasks of a run) and, given a store, in the cache folder
 (``<cache>/latency``), keyed by the encoder's fingerprint (model weights, prompts, dimension,
-...) and by this machine (:func:`machine_signature`: host, CPU model, usable cores, thread
-settings, evalsuite / onnxruntime / torch versions): a warm re-run on the same machine charges
+...), its runtime settings (:func:`runtime_settings`: device, threads, batch size) and this
+machine (:func:`machine_signature`: host, CPU model, usable cores, GPUs, thread environment
+variables, evalsuite / onnxruntime / torch versions): a warm re-run on the same machine charges
 the encoding measured by the run that first timed it, and loads no model for it.
 ``fresh=True`` (``evalsuite run --fresh-latency``) times every encoding again (and records the
 new times). The costs of each system say how many of its encodings were timed in this run and
@@ -39,7 +40,7 @@ import numpy as np
 
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, Encoded, encode_hook, text_key
 
-__all__ = ["EncodeTimings", "machine_signature"]
+__all__ = ["EncodeTimings", "machine_signature", "runtime_settings"]
 
 _VERSION = 1  # bump when what is timed changes: earlier records are then not reused
 
@@ -66,8 +67,29 @@ def machine_signature() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "EVALSUITE_THREADS")}
-    return {"host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": usable,
+    return {"host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": usable, "gpus": _gpus(),
             "threads": threads, "versions": versions, "timing_version": _VERSION}
+
+
+def runtime_settings(*sources: Any, **extra: Any) -> dict[str, Any]:
+    """What changes how long an encoding takes but not its output, so is not in the embedding
+    cache's fingerprint: the ``device`` and ``threads`` of the encoders in ``sources`` (where
+    they have them) and ``extra`` (the batch size). Part of the timing key: the same model on
+    another device or thread count is timed on its own."""
+    out: dict[str, Any] = dict(extra)
+    for i, source in enumerate(sources):
+        for attr in ("device", "threads"):
+            value = getattr(source, attr, None)
+            if value is not None:
+                out[f"{attr}{i or ''}"] = str(value)
+    return out
+
+
+def _gpus() -> list[str]:
+    try:
+        return sorted(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return []
 
 
 def _hash(value: Any) -> str:
@@ -160,9 +182,10 @@ class EncodeTimings:
 
     def _encode(self, texts: Sequence[str], encode: Callable[[list[str]], Sequence[Encoded]], *,
                 cache: EmbeddingCache | None, fingerprint: Mapping[str, Any], chunk_size: int,
-                plain: Callable[..., tuple[list[Encoded], CacheStats]]) -> tuple[list[Encoded], CacheStats]:
+                plain: Callable[..., tuple[list[Encoded], CacheStats]],
+                timing: Mapping[str, Any] | None = None) -> tuple[list[Encoded], CacheStats]:
         began = time.perf_counter()
-        fp_key = _hash(fingerprint)
+        fp_key = _hash({"output": fingerprint, "runtime": dict(timing or {})})
         self._fingerprints.setdefault(fp_key, dict(fingerprint))
         key = texts_key(texts) if texts else ""
         self._load(fp_key)

@@ -49,6 +49,7 @@ from evalsuite.retrievers._common import quiet_transformers as _quiet_loading
 from evalsuite.retrievers._common import top_k as _top_k
 from evalsuite.retrievers.base import RetrieverMeta, check_k
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, cached_encode
+from evalsuite.retrievers.encode_timing import runtime_settings
 from evalsuite.types import Corpus, Queries, Run
 
 if TYPE_CHECKING:
@@ -212,7 +213,8 @@ class SpladeRetriever:
             return list(executor.encode(job, batch))  # uncached texts only, on the executor's workers
 
         return cached_encode(texts, encode, cache=self._cache, fingerprint=fingerprint,
-                             chunk_size=getattr(executor, "encode_chunk_size", 4096))
+                             chunk_size=getattr(executor, "encode_chunk_size", 4096),
+                             timing=runtime_settings(self, batch_size=self.batch_size))
 
     # -- index / search --------------------------------------------------------------------
 

@@ -130,3 +130,17 @@ def test_timings_outside_a_measurement_change_nothing(tmp_path: Path) -> None:
     EncodeTimings()  # constructing one installs nothing
     dense.search(queries, k=5)
     assert encoder.calls == calls
+
+
+def test_the_same_model_on_other_threads_is_timed_on_its_own(tmp_path: Path) -> None:
+    """Device and threads change how long encoding takes, not the vectors (so not the embedding
+    cache's key): a system with other settings is not charged the first one's timing."""
+    corpus, queries = _data()
+    slow, fast = SlowEncoder(), HashEncoder(dim=8)
+    slow.threads, fast.threads = 1, 8  # type: ignore[attr-defined]
+    assert slow.fingerprint == fast.fingerprint  # same model: same vectors, same cache entries
+    meter = CostMeter(corpus, queries, k=5, latency_queries=4, warmup=0)
+    meter.measure(_dense(slow, tmp_path, corpus, queries), index_seconds=0.0)
+    costs = meter.measure(_dense(fast, tmp_path, corpus, queries), index_seconds=0.0)  # type: ignore[arg-type]
+    assert costs["latency_encodings"] == {"measured": 5, "this_run": 0, "earlier_run": 0}
+    assert costs["query_latency_p50_ms"] < SLEEP_S * 1000 / 2
