@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -179,6 +180,9 @@ def model_not_found(name: str, error: BaseException) -> ConfigError:
 
 
 _HASH_STORE: dict[str, Path | None] = {"folder": None}  # set by remember_file_hashes
+# a file changed less than this long ago may change again within the same timestamp tick,
+# unseen by (size, mtime, ctime): its hash is not kept until it has settled
+_SETTLED_NS = 2_000_000_000
 
 
 def remember_file_hashes(folder: Path | None) -> None:
@@ -235,8 +239,8 @@ def _hash_file(path: str, size: int, mtime_ns: int) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)
-    if folder is not None and key is not None:
-        _store_hash(folder, key, digest.hexdigest())
+    if folder is not None and key is not None and time.time_ns() - max(mtime_ns, stat.st_ctime_ns) > _SETTLED_NS:
+        _store_hash(folder, key, digest.hexdigest())  # not for a file changed moments ago ("racy git")
     return digest.hexdigest()
 
 

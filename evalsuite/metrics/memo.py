@@ -6,7 +6,9 @@ results did not change would compute the very same numbers again (most of a warm
 report time). :class:`StatsMemo` keeps each result under a key hashed from
 
 * a version string: :data:`MEMO_VERSION` (bump it when a statistic's algorithm changes), the
-  evalsuite version and numpy's (whose random generator draws the resamples);
+  evalsuite version, numpy's (whose random generator draws the resamples) and a hash of the
+  source of the modules that compute them (``stats.py``, ``correlation.py``, this one, and
+  those the caller names: the report model);
 * the kind of statistic and its parameters (JSON, sorted keys);
 * the exact bytes, dtype and shape of every input array (float64);
 
@@ -37,10 +39,26 @@ MEMO_VERSION = 1
 _TIMEOUT_S = 2.0  # another process writing the memo: wait this long, then go on without it
 
 
-def _version() -> str:
+def _version(sources: Sequence[str | Path] = ()) -> str:
     from evalsuite import __version__
 
-    return f"stats-memo {MEMO_VERSION}; evalsuite {__version__}; numpy {np.__version__}"
+    return (f"stats-memo {MEMO_VERSION}; evalsuite {__version__}; numpy {np.__version__}; "
+            f"code {_code_hash(sources)}")
+
+
+def _code_hash(sources: Sequence[str | Path]) -> str:
+    """Hash of the source of the modules that compute the memoised statistics (``stats.py``,
+    ``correlation.py``, this one, and the caller's ``sources``), so that a change to one of them
+    misses even when nobody bumps :data:`MEMO_VERSION` (a development checkout keeps its version
+    number across commits)."""
+    digest = hashlib.blake2b(digest_size=8)
+    here = Path(__file__).resolve().parent
+    for path in [here / "stats.py", here / "correlation.py", here / "memo.py", *map(Path, sources)]:
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(str(path).encode())
+    return digest.hexdigest()
 
 
 def _checksum(blob: bytes) -> bytes:
@@ -54,12 +72,12 @@ class StatsMemo:
     (one transaction); use the memo as a context manager.
     """
 
-    def __init__(self, cache_dir: str | Path | None) -> None:
+    def __init__(self, cache_dir: str | Path | None, *, sources: Sequence[str | Path] = ()) -> None:
         self.path = Path(cache_dir) / "statistics" / f"memo-v{MEMO_VERSION}.sqlite" if cache_dir is not None else None
         self._conn: sqlite3.Connection | None = None
         self._off = self.path is None
         self._pending: dict[str, tuple[bytes, bytes]] = {}
-        self._prefix = _version().encode() if not self._off else b""
+        self._prefix = _version(sources).encode() if not self._off else b""
         self.hits = 0
         self.misses = 0
 

@@ -458,7 +458,7 @@ def build_report(
         raise DataError("the results hold no task result to report on", path=sources[0].path)
     if seed is None:
         seed = int(sources[0].config.get("seed", 0) or 0)
-    with StatsMemo(cache_dir) as memo:
+    with StatsMemo(cache_dir, sources=[__file__]) as memo:
         return _build(sources, memo, baseline_system=baseline_system, compare_system=compare_system, alpha=alpha,
                       n_resamples=n_resamples, seed=seed, drilldown_queries=drilldown_queries,
                       drilldown_depth=drilldown_depth, title=title)

@@ -166,7 +166,9 @@ class EmbeddingCache:
             stat = path.stat()
             state = (stat.st_size, stat.st_mtime_ns)
             if _CHECKED.get(str(path)) != state:
-                conn.execute("PRAGMA quick_check").fetchone()
+                verdict = conn.execute("PRAGMA quick_check").fetchone()
+                if not verdict or verdict[0] != "ok":  # damaged pages: the file is set aside and rebuilt
+                    raise sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
                 _CHECKED[str(path)] = state
         except BaseException:
             conn.close()

@@ -90,6 +90,32 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_rebuilt(cache_dir: Pat
     assert enc2.seen == []
 
 
+def test_any_damaged_page_is_set_aside_never_a_crash(tmp_path: Path) -> None:
+    """Each page of a cache file in turn overwritten (the header kept): the damage is found when
+    the file is opened (quick_check, whose verdict must be read: on some pages it reports
+    without raising, and the lookup then failed with 'database disk image is malformed'), the
+    file set aside and every text encoded again, with the right values."""
+    texts = [f"text number {i} " * 20 for i in range(400)]
+    expected = CountingEncoder()(texts)
+    built = EmbeddingCache(tmp_path / "built")
+    cached_encode(texts, CountingEncoder(), cache=built, fingerprint=FP)
+    clean = built.path_for(FP).read_bytes()
+    page = int.from_bytes(clean[16:18], "big")
+    assert len(clean) // page >= 10
+    for number in range(1, len(clean) // page):
+        folder = tmp_path / f"page{number}"
+        cache = EmbeddingCache(folder)
+        damaged = bytearray(clean)
+        damaged[number * page:(number + 1) * page] = b"\xa5" * page
+        cache.path_for(FP).parent.mkdir(parents=True)
+        cache.path_for(FP).write_bytes(bytes(damaged))
+        enc = CountingEncoder()
+        values, stats = cached_encode(texts, enc, cache=cache, fingerprint=FP)
+        for got, want in zip(values, expected):
+            np.testing.assert_array_equal(got, want)
+        assert stats.encoded + stats.hits == len(texts)
+
+
 def test_no_cache_encodes_everything(cache_dir: Path) -> None:
     enc = CountingEncoder()
     cached_encode(["a", "b"], enc, cache=None, fingerprint=FP)
