@@ -338,7 +338,10 @@ class Run(_Collection):
                 d = _check_ids(d, "doc ids")
             n_docs = len(d)
         try:
-            s = np.array(scores, dtype=np.float64)
+            if isinstance(scores, np.ndarray) and scores.dtype == np.float64 and not scores.flags.writeable:
+                s = scores  # a read-only view (the file reader's Arrow buffer): no one can change it, no copy
+            else:
+                s = np.array(scores, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise DataError(f"run: every score must be a number ({exc})") from None
         n_query_rows = int(offsets[-1])
