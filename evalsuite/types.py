@@ -313,13 +313,16 @@ class Run(_Collection):
         *,
         name: str = "run",
         check_ids: bool = True,
+        copy_scores: bool = True,
     ) -> Run:
         """Build from three equally long row-wise columns.
 
         Rows of one query need not be contiguous (they are grouped, keeping their order).
         A doc repeated within a query raises :class:`DuplicateError` naming both rows.
         ``check_ids=False`` skips the per-row id type check, for callers (the file readers)
-        that already guarantee string ids.
+        that already guarantee string ids; ``copy_scores=False`` keeps a float64 score array
+        as given instead of copying it, for callers that hand over an array nobody else holds
+        (the file readers: 80 MB less to allocate for a 10M-line run).
 
         The id columns may also be pyarrow string arrays (the Arrow file reader passes
         them): doc ids then stay in Arrow memory as dictionary codes, and Python strings
@@ -338,8 +341,8 @@ class Run(_Collection):
                 d = _check_ids(d, "doc ids")
             n_docs = len(d)
         try:
-            if isinstance(scores, np.ndarray) and scores.dtype == np.float64 and not scores.flags.writeable:
-                s = scores  # a read-only view (the file reader's Arrow buffer): no one can change it, no copy
+            if not copy_scores and isinstance(scores, np.ndarray) and scores.dtype == np.float64:
+                s = scores
             else:
                 s = np.array(scores, dtype=np.float64)
         except (TypeError, ValueError) as exc:

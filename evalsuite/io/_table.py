@@ -356,7 +356,6 @@ def _read_arrow_buffer(raw: Any, fmt: TableFormat, pa: Any, pacsv: Any) -> Table
             if not (np.all(np.abs(values) < _EXACT_FLOAT_INT) and np.array_equal(values, np.trunc(values))):
                 return None
             values = values.astype(np.int64)
-        values.flags.writeable = False  # a view of Arrow's buffer: read-only, so a Run may keep it uncopied
         columns[column.name] = values
     return TableData(columns, first_fields, first_line=1 + skip, engine="arrow")
 

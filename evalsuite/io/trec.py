@@ -83,7 +83,7 @@ def read_trec_run(path: str | Path, *, name: str | None = None, engine: Engine =
     try:
         return Run.from_arrays(
             data.columns["query_id"], data.columns["doc_id"], data.columns["score"],
-            name=name or tag or p.name.split(".")[0], check_ids=False,
+            name=name or tag or p.name.split(".")[0], check_ids=False, copy_scores=False,
         )
     except DuplicateError as exc:
         raise duplicate_error(p, data, exc) from None
