@@ -82,16 +82,9 @@ def _validated(predicted: ArrayLike, gold: ArrayLike) -> tuple[np.ndarray, np.nd
 
 def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
     """Ranks 1..n of ``values``, tied values sharing the mean of their ranks
-    (``scipy.stats.rankdata(values, method="average")``)."""
-    order = np.argsort(values, kind="stable")
-    ascending = values[order]
-    starts = np.empty(len(values), dtype=bool)
-    starts[0] = True
-    np.not_equal(ascending[1:], ascending[:-1], out=starts[1:])
-    dense = np.empty(len(values), dtype=np.intp)
-    dense[order] = np.cumsum(starts)  # 1-based number of each value's group, in ascending order
-    bounds = np.append(np.flatnonzero(starts), len(values))  # group g holds sorted positions bounds[g-1]..bounds[g]-1
-    return 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
+    (``scipy.stats.rankdata(values, method="average")``): the one "resample" that draws every
+    value once, in order."""
+    return _resampled_ranks(values, np.arange(len(values))[None, :])[0]
 
 
 def _pearson(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:

@@ -116,7 +116,6 @@ class EncodeTimings:
         self._expected_texts: list[str] = []
         self._rows: dict[tuple[str, str], Encoded] = {}  # encodings served while charging (the samples')
         self._unsaved: dict[str, dict[str, Encoded]] = {}
-        self._fingerprints: dict[str, dict[str, Any]] = {}
         self._record = True
         self._credit_ms = 0.0
         self.counts = {"measured": 0, "this_run": 0, "earlier_run": 0}
@@ -186,7 +185,6 @@ class EncodeTimings:
                 timing: Mapping[str, Any] | None = None) -> tuple[list[Encoded], CacheStats]:
         began = time.perf_counter()
         fp_key = _hash({"output": fingerprint, "runtime": dict(timing or {})})
-        self._fingerprints.setdefault(fp_key, dict(fingerprint))
         key = texts_key(texts) if texts else ""
         self._load(fp_key)
         recorded = self._memo.get((fp_key, key)) if texts else None
