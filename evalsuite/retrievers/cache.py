@@ -120,6 +120,14 @@ class CacheStats:
 _CHECKED: dict[str, tuple[int, int]] = {}
 
 
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 class EmbeddingCache:
     """A folder of per-fingerprint SQLite files."""
 
@@ -146,14 +154,10 @@ class EmbeddingCache:
 
     @staticmethod
     def _open(path: Path, fingerprint: Mapping[str, Any]) -> sqlite3.Connection:
-        known = _CHECKED.get(str(path))
-        if known is not None:
-            try:
-                stat = path.stat()
-            except OSError:
-                stat = None
-            if stat is not None and (stat.st_size, stat.st_mtime_ns) == known:
-                return sqlite3.connect(path, timeout=60)  # set up and checked in this state already
+        # quick_check reads the whole file (6 ms at 6 MB, seconds at gigabytes): once per file
+        # state per process, not on every lookup; a file changed since (size or mtime) is checked again
+        if _file_state(path) == _CHECKED.get(str(path), ()):
+            return sqlite3.connect(path, timeout=60)  # set up and checked in this state already
         conn = sqlite3.connect(path, timeout=60)
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -161,14 +165,11 @@ class EmbeddingCache:
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)",
                          (json.dumps(fingerprint, sort_keys=True, default=str),))
             conn.commit()
-            # quick_check reads the whole file (6 ms at 6 MB, seconds at gigabytes): once per file
-            # state per process, not on every lookup; a file changed since (size or mtime) is checked again
-            stat = path.stat()
-            state = (stat.st_size, stat.st_mtime_ns)
-            if _CHECKED.get(str(path)) != state:
-                verdict = conn.execute("PRAGMA quick_check").fetchone()
-                if not verdict or verdict[0] != "ok":  # damaged pages: the file is set aside and rebuilt
-                    raise sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
+            verdict = conn.execute("PRAGMA quick_check").fetchone()
+            if not verdict or verdict[0] != "ok":  # damaged pages: the file is set aside and rebuilt
+                raise sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
+            state = _file_state(path)
+            if state is not None:
                 _CHECKED[str(path)] = state
         except BaseException:
             conn.close()
