@@ -88,6 +88,9 @@ def read_qrels(path: str | Path, *, format: QrelsFormat = "auto", engine: Engine
         elif suffix in (".jsonl", ".ndjson"):
             fmt = "jsonl"
         else:
+            if not p.is_file():  # a pipe (``<(zcat qrels.gz)``) can be read only once
+                raise DataError("qrels from a pipe: its format is told from the first line, which would use the "
+                                "pipe up", path=p, hint="save it to a file first")
             line = _first_line(p)
             if len(line.split("\t")) == 3:
                 fmt = "beir"

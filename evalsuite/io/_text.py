@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
 import json
 import os
 import re
+import stat
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -38,20 +40,20 @@ def check_file(path: str | Path, what: str) -> Path:
         raise DataError(f"{what} file not found", path=p, hint="check the path")
     if p.is_dir():
         raise DataError(f"{what} path is a folder, expected a file", path=p)
-    if p.stat().st_size == 0:
+    info = p.stat()
+    if info.st_size == 0 and stat.S_ISREG(info.st_mode):  # a pipe (``<(zcat run.gz)``) has no size until read
         raise DataError(f"{what} file is empty", path=p)
     return p
 
 
 def read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head == b"\x1f\x8b":
+    raw = path.read_bytes()  # read once: a pipe cannot be opened a second time
+    if raw[:2] == b"\x1f\x8b":
         try:
-            return gzip.decompress(path.read_bytes())
+            return gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"corrupt gzip file ({exc})", path=path, hint="re-create or re-download it") from None
-    return path.read_bytes()
+    return raw
 
 
 def read_text(path: Path, what: str) -> str:
@@ -195,8 +197,33 @@ def _umask() -> int:
 def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and move it in place only on success,
     so that a failure never leaves a half-written file. ``.gz`` paths are gzip-compressed.
+
+    A folder is refused (naming ``path``, not the temporary file); a device or a pipe
+    (``/dev/stdout``, ``/dev/null``, a FIFO) is written in place: replacing it would put a
+    regular file where the device was.
     """
     target = Path(path)
+    try:
+        mode = target.stat().st_mode  # follows links: /dev/stdout -> /proc/self/fd/1 -> a pipe
+    except OSError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file path", str(target))
+    if mode is not None and not stat.S_ISREG(mode):
+        try:
+            if target.suffix == ".gz":
+                with open(target, "wb") as raw, gzip.open(raw, "wb" if binary else "wt",
+                                                          encoding=None if binary else "utf-8") as gz:
+                    yield gz
+            else:
+                with open(target, "wb" if binary else "w", encoding=None if binary else "utf-8",
+                          newline=None if binary else "\n") as fh:
+                    yield fh
+        except OSError as exc:
+            if exc.filename is None:  # a failed write names no file: name it
+                raise OSError(exc.errno, exc.strerror, str(target)) from None
+            raise
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

@@ -101,7 +101,7 @@ def _read_jsonl_rows(path: Path, what: str, value_names: Sequence[str], kind: ty
         if not isinstance(q, (str, int)) or not isinstance(d, (str, int)):
             problems.add(lineno, "query_id and doc_id must be strings")
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and (
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or (kind is int and (
                 (isinstance(v, float) and not v.is_integer()) or abs(v) > _INT_MAX)):
             problems.add(lineno, f"{value_names[0]} {repr(v)[:60]} is not "
                                  f"{'an integer (between -2^63 and 2^63)' if kind is int else 'a number'}")

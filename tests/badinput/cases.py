@@ -7,6 +7,7 @@ Run by ``test_badinput.py`` (one parametrised test) and counted by ``python -m t
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,6 +144,10 @@ CASES: list[Case] = [
          {"bad.jsonl": '{"query_id": "q1", "doc_id": "d\\ud800", "score": 1}\n'}, ("bad.jsonl:1", "surrogate")),
     Case("jsonl-run-lone-surrogate-table", (*EVAL, "bad.jsonl"),
          {"bad.jsonl": '{"query_id": "q\\udc00", "doc_id": "d1", "score": 1}\n'}, ("bad.jsonl:1", "surrogate")),
+    Case("jsonl-run-nan-score", (*EVAL, "bad.jsonl"),
+         {"bad.jsonl": '{"query_id": "q1", "doc_id": "d1", "score": NaN}\n'}, ("bad.jsonl:1", "score")),
+    Case("qrels-from-a-pipe", ("evaluate", "q.pipe", "run.trec"), {}, ("q.pipe", "pipe"),
+         setup=lambda root: os.mkfifo(root / "q.pipe")),
     Case("evaluate-digits-negative", (*EVAL, "run.trec", "--digits", "-1"), {}, ("--digits",)),
     Case("evaluate-unknown-metric", (*EVAL, "run.trec", "-m", "ndgc@10"), {}, ("ndgc@10", "did you mean")),
     Case("evaluate-no-run", ("evaluate", "qrels.trec"), {}, ("evaluate needs",)),

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -204,6 +205,64 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert target.read_text() == "ok" and target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def _fifo_reader(fifo: Path, got: list[bytes]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_atomic_write_writes_into_a_pipe_or_device_in_place(tmp_path: Path) -> None:
+    """``--markdown /dev/stdout``, ``-o /dev/null``, a FIFO: replacing them would leave a regular file
+    where the device was (as root: /dev/null itself)."""
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    link = tmp_path / "stdout"  # like /dev/stdout -> /proc/self/fd/1
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        got: list[bytes] = []
+        reader = _fifo_reader(fifo, got)
+        with atomic_write(target) as fh:
+            fh.write("hello\n")
+        reader.join(10)
+        assert got == [b"hello\n"]
+        assert fifo.is_fifo() and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.md", "stdout"]  # no temporary file left
+
+
+def test_atomic_write_names_a_folder_target(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError) as info, atomic_write(tmp_path / "out") as fh:
+        fh.write("x")
+    assert info.value.filename == str(tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_runs_are_read_from_a_pipe(tmp_path: Path) -> None:
+    """``evalsuite evaluate qrels <(zcat run.gz)``: a pipe has no size and can be opened once."""
+    for name, payload in (("run", b"q1 Q0 d1 1 2.5 t\n"), ("run.gz", gzip.compress(b"q1 Q0 d1 1 2.5 t\n"))):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=fifo.write_bytes, args=(payload,), daemon=True)
+        writer.start()
+        assert read_run(fifo).to_dict() == {"q1": {"d1": 2.5}}
+        writer.join(10)
+
+
+def test_qrels_from_a_pipe_is_refused_before_reading(tmp_path: Path) -> None:
+    fifo = tmp_path / "qrels"
+    os.mkfifo(fifo)  # nobody writes: opening it would block
+    with pytest.raises(DataError, match=r"qrels from a pipe.*save it to a file"):
+        read_qrels(fifo)
+
+
+def test_nan_score_in_a_jsonl_run_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"query_id": "q1", "doc_id": "d0", "score": 1}\n'
+                    '{"query_id": "q1", "doc_id": "d1", "score": NaN}\n')
+    with pytest.raises(DataError, match=re.escape(f"{path}:2: score nan is not a number")):
+        read_run(path)
 
 
 def test_write_run_depth_and_rank_column(tmp_path: Path) -> None:
