@@ -143,6 +143,10 @@ class RunFolder:
 
     def check(self) -> None:
         """Problems that would stop the run at its end, found before any work."""
+        existing = next(p for p in (self.suite_folder, *self.suite_folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise DataError("is a file, so the results folder cannot be made inside it", path=existing,
+                            hint="move it away, or choose another --output or 'output:' in the suite")
         link = self.suite_folder / "latest"
         if link.is_dir() and not link.is_symlink():
             raise DataError("'latest' is a folder, so it cannot point to the newest run", path=link,

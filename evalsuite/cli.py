@@ -360,6 +360,21 @@ def _add_gate_outputs(p: Any) -> None:
                    "regression gates (repeatable)")
 
 
+def _check_requested(args: argparse.Namespace) -> None:
+    """The --junit / --markdown / --json targets can be files, before any work (a run is not
+    committed and then reported as bad input because one of them is a folder)."""
+    from pathlib import Path
+
+    for option, target in (("--junit", args.junit), ("--markdown", args.markdown), ("--json", args.json)):
+        if not target:
+            continue
+        if Path(target).is_dir():
+            raise ConfigError(f"{option} {target}: is a folder; give a file path")
+        above = next(p for p in Path(target).absolute().parents if p.exists())  # the root always exists
+        if not above.is_dir():
+            raise ConfigError(f"{option} {target}: {above} is a file, so {target} cannot be created in it")
+
+
 def _write_requested(report: Any, args: argparse.Namespace) -> None:
     """The --junit / --markdown / --json files a command was asked for."""
     from pathlib import Path
@@ -434,6 +449,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           f"(it names store id {baseline_ref!r})")
     if args.baseline_system is not None:
         _check_baseline_system(suite, args.baseline_system, args.system)
+    _check_requested(args)
     output = Path(args.output) if args.output else None
     store = Path(args.store) if args.store else store_path(suite, output)
     baseline, no_baseline_reason = (None, None)
@@ -539,6 +555,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from evalsuite.errors import ConfigError
     from evalsuite.gates import GateSpec, evaluate_gates, write_baseline
 
+    _check_requested(args)
     results = _resolve_baseline(args.results, Path(args.store))
     base_dir = None
     if args.suite:
