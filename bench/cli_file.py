@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _bytecode import compile_package  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ndcg@10", "recall@100", "map", "mrr@10")
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true", help="time evalsuite only (no pytrec_eval runs)")
     args = parser.parse_args()
 
+    print(compile_package())
     tmp = None
     if args.keep:
         folder = args.keep

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _bytecode import compile_package  # bench/ is on sys.path when run as a script
+
 from evalsuite.config import load_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path,
                         help="an embedding cache an earlier run filled: skip the cold run, time warm runs only")
     args = parser.parse_args()
+    print(compile_package())
     with tempfile.TemporaryDirectory() as tmp:
         out, cache = Path(tmp) / "reports", args.cache_dir or Path(tmp) / "cache"
         cold = None if args.cache_dir else run_once(args.suite, out, cache)
