@@ -7,7 +7,9 @@ dense model on its own, the hybrid built on it, the same query in another task o
 So while a latency sample is searched (:meth:`EncodeTimings.charging`), every encoding that
 goes through :func:`~evalsuite.retrievers.cache.cached_encode` is handled here:
 
-* texts this encoder has not been timed on: encoded **uncached**, the wall time recorded;
+* texts this encoder has not been timed on: encoded **uncached**, the wall time recorded
+  (an encoder's first call in the process goes before, untimed: models load lazily, and a warm
+  run whose warm-up searches were all served has not loaded it yet);
 * texts it has: served from the embedding cache, and the recorded encoding time charged
   instead of the (much shorter) time the cache lookup took.
 
@@ -116,6 +118,7 @@ class EncodeTimings:
         self._expected_texts: list[str] = []
         self._rows: dict[tuple[str, str], Encoded] = {}  # encodings served while charging (the samples')
         self._unsaved: dict[str, dict[str, Encoded]] = {}
+        self._warm: set[str] = set()  # encoder fingerprints that have encoded in this process
         self._record = True
         self._credit_ms = 0.0
         self.counts = {"measured": 0, "this_run": 0, "earlier_run": 0}
@@ -191,9 +194,14 @@ class EncodeTimings:
         if recorded is None:
             if not texts:
                 return plain(texts, encode, cache=cache, fingerprint=fingerprint, chunk_size=chunk_size)
+            if self._record and fp_key not in self._warm:
+                # untimed: a model loads lazily on its first call, which a warm run (every warm-up
+                # query served as timed before) has not made yet; its load is no query's encoding
+                encode(list(texts[:1]))
             started = time.perf_counter()
             values = list(encode(list(texts)))  # uncached: what a new query costs
             seconds = time.perf_counter() - started
+            self._warm.add(fp_key)
             if len(values) != len(texts):
                 raise RuntimeError(f"encoder returned {len(values)} encodings for {len(texts)} texts")
             self._rows.update({(fp_key, text_key(t)): v for t, v in zip(texts, values)})

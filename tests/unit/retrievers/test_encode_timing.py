@@ -144,3 +144,46 @@ def test_the_same_model_on_other_threads_is_timed_on_its_own(tmp_path: Path) -> 
     costs = meter.measure(_dense(fast, tmp_path, corpus, queries), index_seconds=0.0)  # type: ignore[arg-type]
     assert costs["latency_encodings"] == {"measured": 5, "this_run": 0, "earlier_run": 0}
     assert costs["query_latency_p50_ms"] < SLEEP_S * 1000 / 2
+
+
+class LoadingEncoder(SlowEncoder):
+    """SlowEncoder whose first call also loads the model (LOAD_S), as the real encoders do lazily."""
+
+    LOAD_S = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = False
+
+    def encode(self, texts: Sequence[str], *, kind: str, batch_size: int = 32,
+               show_progress: bool = False) -> np.ndarray:
+        if not self.loaded:
+            self.loaded = True
+            time.sleep(self.LOAD_S)
+        return super().encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
+
+
+def test_a_models_load_time_is_never_recorded_as_an_encoding(tmp_path: Path) -> None:
+    """A warm run whose warm-up queries were all timed before loads no model in the warm-up; a
+    query timed for the first time then (a query added to the task, a larger sample) must not
+    be charged the model's load, nor record it for every later run."""
+    corpus, queries = _data()
+    store = tmp_path / "latency"
+
+    def run(queries: Queries) -> dict:
+        encoder = LoadingEncoder()
+        dense = DenseRetriever(encoder, cache_dir=tmp_path, progress=False)
+        dense.index(corpus)
+        dense.search(queries, k=5)
+        encoder.loaded = False  # the next process: vectors all in the embedding cache, no model loaded yet
+        timings = EncodeTimings(EmbeddingCache(store))
+        return CostMeter(corpus, queries, k=5, latency_queries=len(queries), warmup=2, timings=timings).measure(
+            dense, index_seconds=0.0)
+
+    run(queries)
+    more = Queries.from_dict({**{q: t for q, t in zip(queries.ids.tolist(), queries.texts.tolist())},
+                              "q99": "a question added since"})
+    costs = run(more)  # warm-up queries q0, q1: timed by the first run, so served without the model
+    assert costs["latency_encodings"]["earlier_run"] == len(queries)
+    assert costs["query_latency_p95_ms"] < LoadingEncoder.LOAD_S * 1000 / 4
+    assert costs["queries_per_s"] > len(more) / (LoadingEncoder.LOAD_S / 2)
