@@ -15,9 +15,10 @@ report time). :class:`StatsMemo` keeps each result under a key hashed from
 so any change of input or parameter misses. Values are float64 arrays stored bit for bit
 (the memo returns exactly what the computation returned). Storage: one SQLite file,
 ``<cache>/statistics/memo-v<MEMO_VERSION>.sqlite``, every row with a checksum of its bytes; a
-damaged row is ignored (and overwritten when recomputed), a file that is not a database is
-deleted and started afresh, and a cache that cannot be read or written (read-only, locked,
-missing permissions) leaves the memo off: the statistics are computed as without one.
+damaged row is ignored (and overwritten when recomputed), a file that is not a database or
+fails ``PRAGMA quick_check`` is deleted and started afresh, and a cache that cannot be read or
+written (read-only, locked, missing permissions) leaves the memo off: the statistics are
+computed as without one.
 """
 
 from __future__ import annotations
@@ -142,7 +143,9 @@ class StatsMemo:
         conn = sqlite3.connect(path, timeout=_TIMEOUT_S)
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value BLOB, checksum BLOB)")
-            conn.execute("PRAGMA quick_check").fetchone()
+            verdict = conn.execute("PRAGMA quick_check").fetchone()
+            if not verdict or verdict[0] != "ok":  # damaged pages: reported, not raised; rebuilt
+                raise sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
         except sqlite3.OperationalError as exc:
             if "readonly" not in str(exc):  # a read-only memo can still be read
                 conn.close()
