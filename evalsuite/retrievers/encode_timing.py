@@ -18,8 +18,9 @@ this process (across the systems and tasks of a run) and, given a store, in the 
 (``<cache>/latency``), keyed by the encoder's fingerprint (model weights, prompts, dimension,
 ...), its runtime settings (:func:`runtime_settings`: device, threads, batch size) and this
 machine (:func:`machine_signature`: host, CPU model, usable cores, GPUs, thread environment
-variables, evalsuite / onnxruntime / torch versions): a warm re-run on the same machine charges
-the encoding measured by the run that first timed it, and loads no model for it.
+variables, evalsuite / onnxruntime / torch versions, a hash of evalsuite's query-encoding
+code): a warm re-run on the same machine charges the encoding measured by the run that first
+timed it, and loads no model for it.
 ``fresh=True`` (``evalsuite run --fresh-latency``) times every encoding again (and records the
 new times). The costs of each system say how many of its encodings were timed in this run and
 how many came from an earlier one (``latency_encodings``).
@@ -36,6 +37,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,11 @@ from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, Encoded, enco
 __all__ = ["EncodeTimings", "machine_signature", "runtime_settings"]
 
 _VERSION = 1  # bump when what is timed changes: earlier records are then not reused
+_HERE = Path(__file__).resolve().parent
+#: the code that encodes queries: a change to it (a development checkout keeps its version
+#: number) times again instead of charging what the old code took
+_TIMED_SOURCES: tuple[Path, ...] = tuple(_HERE / name for name in ("encoders.py", "dense.py", "splade.py",
+                                                                   "colbert.py"))
 
 
 @lru_cache(maxsize=1)
@@ -69,8 +76,14 @@ def machine_signature() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "EVALSUITE_THREADS")}
+    code = hashlib.blake2b(digest_size=8)
+    for path in _TIMED_SOURCES:
+        try:
+            code.update(path.read_bytes())
+        except OSError:
+            code.update(str(path).encode())
     return {"host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": usable, "gpus": _gpus(),
-            "threads": threads, "versions": versions, "timing_version": _VERSION}
+            "threads": threads, "versions": versions, "code": code.hexdigest(), "timing_version": _VERSION}
 
 
 def runtime_settings(*sources: Any, **extra: Any) -> dict[str, Any]:

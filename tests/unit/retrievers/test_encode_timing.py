@@ -187,3 +187,31 @@ def test_a_models_load_time_is_never_recorded_as_an_encoding(tmp_path: Path) -> 
     assert costs["latency_encodings"]["earlier_run"] == len(queries)
     assert costs["query_latency_p95_ms"] < LoadingEncoder.LOAD_S * 1000 / 4
     assert costs["queries_per_s"] > len(more) / (LoadingEncoder.LOAD_S / 2)
+
+
+def test_changed_encoding_code_times_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A development checkout keeps its version number across commits: a change to the code that
+    encodes queries (a faster tokenisation, other session options) must not be charged the time
+    the old code took."""
+    corpus, queries = _data()
+    store = tmp_path / "latency"
+    source = tmp_path / "encoders.py"
+    source.write_text("# the query-encoding code\n")
+    monkeypatch.setattr(encode_timing, "_TIMED_SOURCES", (source,))
+    encode_timing.machine_signature.cache_clear()
+
+    def measured() -> int:
+        dense = _dense(SlowEncoder(), tmp_path, corpus, queries)
+        timings = EncodeTimings(EmbeddingCache(store))
+        costs = CostMeter(corpus, queries, k=5, latency_queries=4, warmup=0, timings=timings).measure(
+            dense, index_seconds=0.0)
+        return int(costs["latency_encodings"]["measured"])
+
+    try:
+        assert measured() == 5
+        assert measured() == 0
+        source.write_text("# the query-encoding code, made faster\n")
+        encode_timing.machine_signature.cache_clear()  # a new process
+        assert measured() == 5
+    finally:
+        encode_timing.machine_signature.cache_clear()
