@@ -17,10 +17,10 @@ The search part of every query is timed afresh each time. Recorded encoding time
 this process (across the systems and tasks of a run) and, given a store, in the cache folder
 (``<cache>/latency``), keyed by the encoder's fingerprint (model weights, prompts, dimension,
 ...), its runtime settings (:func:`runtime_settings`: device, threads, batch size) and this
-machine (:func:`machine_signature`: host, CPU model, usable cores, GPUs, thread environment
-variables, evalsuite / onnxruntime / torch versions, a hash of evalsuite's query-encoding
-code): a warm re-run on the same machine charges the encoding measured by the run that first
-timed it, and loads no model for it.
+machine (:func:`machine_signature`: host, CPU model, usable cores, GPUs, thread and GPU
+visibility environment variables, evalsuite / onnxruntime / torch versions, a hash of
+evalsuite's query-encoding code): a warm re-run on the same machine charges the encoding
+measured by the run that first timed it, and loads no model for it.
 ``fresh=True`` (``evalsuite run --fresh-latency``) times every encoding again (and records the
 new times). The costs of each system say how many of its encodings were timed in this run and
 how many came from an earlier one (``latency_encodings``).
@@ -75,7 +75,8 @@ def machine_signature() -> dict[str, Any]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "EVALSUITE_THREADS")}
+    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "EVALSUITE_THREADS",
+                                              "CUDA_VISIBLE_DEVICES")}  # and which GPU "cuda" is
     code = hashlib.blake2b(digest_size=8)
     for path in _TIMED_SOURCES:
         try:

@@ -215,3 +215,18 @@ def test_changed_encoding_code_times_again(tmp_path: Path, monkeypatch: pytest.M
         assert measured() == 5
     finally:
         encode_timing.machine_signature.cache_clear()
+
+
+def test_the_visible_gpus_are_part_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``device='cuda'`` runs on whichever GPU CUDA_VISIBLE_DEVICES names first: on a machine
+    with two kinds of GPU, a timing taken on one must not be charged on the other."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    encode_timing.machine_signature.cache_clear()
+    try:
+        first = encode_timing.machine_signature()
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+        encode_timing.machine_signature.cache_clear()
+        assert encode_timing.machine_signature() != first
+    finally:
+        monkeypatch.undo()
+        encode_timing.machine_signature.cache_clear()
