@@ -14,11 +14,11 @@ report time). :class:`StatsMemo` keeps each result under a key hashed from
 
 so any change of input or parameter misses. Values are float64 arrays stored bit for bit
 (the memo returns exactly what the computation returned). Storage: one SQLite file,
-``<cache>/statistics/memo-v<MEMO_VERSION>.sqlite``, every row with a checksum of its bytes; a
-damaged row is ignored (and overwritten when recomputed), a file that is not a database or
-fails ``PRAGMA quick_check`` is deleted and started afresh, and a cache that cannot be read or
-written (read-only, locked, missing permissions) leaves the memo off: the statistics are
-computed as without one.
+``<cache>/statistics/memo-v<MEMO_VERSION>.sqlite``, every row with a checksum of its key and
+bytes; a damaged row, or one a damaged index leads to under another key, is ignored (and
+overwritten when recomputed), a file that is not a database or fails ``PRAGMA quick_check``
+is deleted and started afresh, and a cache that cannot be read or written (read-only, locked,
+missing permissions) leaves the memo off: the statistics are computed as without one.
 """
 
 from __future__ import annotations
@@ -62,8 +62,10 @@ def _code_hash(sources: Sequence[str | Path]) -> str:
     return digest.hexdigest()
 
 
-def _checksum(blob: bytes) -> bytes:
-    return hashlib.blake2b(blob, digest_size=8).digest()
+def _checksum(key: str, blob: bytes) -> bytes:
+    """Checksum of a row's value *and* key: a damaged key index (which PRAGMA quick_check does
+    not compare with the table) can lead a lookup to another statistic's intact row."""
+    return hashlib.blake2b(key.encode() + b"\0" + blob, digest_size=8).digest()
 
 
 class StatsMemo:
@@ -115,7 +117,7 @@ class StatsMemo:
         self.misses += 1
         value = np.asarray(compute(), dtype=np.float64).ravel()
         blob = value.astype("<f8").tobytes()
-        self._pending[key] = (blob, _checksum(blob))
+        self._pending[key] = (blob, _checksum(key, blob))
         return value
 
     # -- storage -----------------------------------------------------------------------------
@@ -169,7 +171,7 @@ class StatsMemo:
         if row is None:
             return None
         blob, checksum = row
-        if not isinstance(blob, bytes) or len(blob) % 8 or _checksum(blob) != checksum:
+        if not isinstance(blob, bytes) or len(blob) % 8 or _checksum(key, blob) != checksum:
             return None  # damaged: recomputed, and the row replaced on close
         return np.frombuffer(blob, dtype="<f8").astype(np.float64)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from evalsuite.metrics import correlation
 from evalsuite.metrics.memo import MEMO_VERSION, StatsMemo
@@ -207,3 +208,41 @@ def test_a_damaged_page_is_rebuilt_not_kept_broken(tmp_path: Path) -> None:
         with StatsMemo(folder) as memo:
             fill(memo)
             assert memo.hits == len(inputs), f"page {number}"
+
+
+def test_a_row_reached_under_another_key_is_not_served(tmp_path: Path) -> None:
+    """Damage that points a key at another statistic's row (two neighbouring keys swapped in the
+    key index: PRAGMA quick_check finds nothing, the row's own checksum holds, and the lookup of
+    one of them lands on the other's row) is not served as the statistic asked for: the checksum
+    covers the key too."""
+    inputs = [np.arange(i, i + 5, dtype=np.float64) for i in range(50)]
+
+    def value(i: int) -> NDArray[np.float64]:
+        return np.full(4, float(i))
+
+    with StatsMemo(tmp_path / "built") as memo:
+        keys = sorted(memo.key("k", [x], {}) for x in inputs)
+        for i, x in enumerate(inputs):
+            memo.remember("k", [x], {}, lambda i=i: value(i))  # type: ignore[misc]
+    path = tmp_path / "built" / "statistics" / f"memo-v{MEMO_VERSION}.sqlite"
+    with sqlite3.connect(path) as conn:
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE type = 'index'").fetchone()
+    clean = path.read_bytes()
+    index = slice((root - 1) * page_size, root * page_size)  # 50 keys: the whole index on one page
+    for j in range(len(keys) - 1):
+        a, b = keys[j].encode(), keys[j + 1].encode()
+        page = bytearray(clean[index])
+        at_a, at_b = page.index(a), page.index(b)
+        page[at_a:at_a + len(a)], page[at_b:at_b + len(b)] = b, a
+        damaged = bytearray(clean)
+        damaged[index] = page
+        folder = tmp_path / f"swap{j}"
+        (folder / "statistics").mkdir(parents=True)
+        (folder / "statistics" / path.name).write_bytes(bytes(damaged))
+        with sqlite3.connect(folder / "statistics" / path.name) as conn:
+            assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        with StatsMemo(folder) as memo:
+            for i, x in enumerate(inputs):
+                got = memo.remember("k", [x], {}, lambda i=i: value(i))  # type: ignore[misc]
+                np.testing.assert_array_equal(got, value(i), err_msg=f"keys {j} and {j + 1} swapped")
