@@ -4,8 +4,10 @@ Entries are keyed by an *encoder fingerprint* (model name, weight hash, prompt, 
 maximum length, ... -- everything that changes the output) and a hash of the text. A second
 run over the same corpus encodes nothing; a changed model or text misses exactly the
 affected entries. Each fingerprint has its own SQLite file (stdlib, atomic writes); every
-row carries a checksum of its bytes, so a damaged entry is detected, dropped and re-encoded
--- never served. A file that is not a readable database is moved aside and rebuilt.
+row carries a checksum of its key and bytes, so a damaged entry (or one a damaged index leads
+to under another text's key) is detected, dropped and re-encoded -- never served. Rows written
+before the key was covered are checked on their bytes alone. A file that is not a readable
+database is moved aside and rebuilt.
 
 Location: ``cache_dir`` argument, else ``$EVALSUITE_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/evalsuite`` (``~/.cache/evalsuite``).
@@ -100,8 +102,15 @@ def unpack_encoded(blob: bytes) -> Encoded:
     return _unpack(blob)
 
 
-def _checksum(blob: bytes) -> bytes:
-    return hashlib.blake2b(blob, digest_size=8).digest()
+def _checksum(blob: bytes, key: str | None = None) -> bytes:
+    """Checksum of a row's bytes and its key: a damaged key index (which ``PRAGMA quick_check``
+    does not compare with the table) can lead a lookup to another text's intact row. ``key=None``:
+    of the bytes alone, as rows written before the key was covered are checked."""
+    digest = hashlib.blake2b(digest_size=8)
+    if key is not None:
+        digest.update(key.encode() + b"\0")
+    digest.update(blob)
+    return digest.digest()
 
 
 @dataclass
@@ -190,7 +199,7 @@ class EmbeddingCache:
                 ).fetchall()
                 for key, blob, checksum in rows:
                     try:
-                        if _checksum(blob) != checksum:
+                        if _checksum(blob, key) != checksum and _checksum(blob) != checksum:  # 2nd: older rows
                             raise ValueError("checksum mismatch")
                         found[key] = _unpack(blob)
                     except Exception:  # any damage: drop the row, re-encode the text
@@ -208,7 +217,7 @@ class EmbeddingCache:
         rows = []
         for key, value in items.items():
             blob = _pack(value)
-            rows.append((key, blob, _checksum(blob)))
+            rows.append((key, blob, _checksum(blob, key)))
         conn = self._connect(fingerprint)
         try:
             with conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -72,6 +73,55 @@ def test_a_damaged_row_is_dropped_and_re_encoded(cache_dir: Path) -> None:
     enc = CountingEncoder()
     again, stats = cached_encode(["alpha", "beta"], enc, cache=cache, fingerprint=FP)
     assert enc.seen == ["beta"] and stats.corrupt == 1 and stats.hits == 1
+    np.testing.assert_array_equal(again[1], values[1])
+
+
+def test_a_row_reached_under_another_key_is_not_served(tmp_path: Path) -> None:
+    """Damage that points a text's key at another text's row (two neighbouring keys swapped in
+    the key index: PRAGMA quick_check finds nothing, the row's own checksum holds, and the
+    lookup of one of them lands on the other's row) is not served for that text: the checksum
+    covers the key too. The latency store is the same kind of file: there it would charge one
+    query's encoding time to another."""
+    texts = [f"text {i}" for i in range(50)]
+    expected = CountingEncoder()(texts)
+    built = EmbeddingCache(tmp_path / "built")
+    cached_encode(texts, CountingEncoder(), cache=built, fingerprint=FP)
+    path = built.path_for(FP)
+    with sqlite3.connect(path) as conn:
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_entries_1'"
+                               ).fetchone()
+    clean = path.read_bytes()
+    index = slice((root - 1) * page_size, root * page_size)  # 50 keys: the whole index on one page
+    keys = sorted(text_key(t) for t in texts)
+    for j in range(len(keys) - 1):
+        a, b = keys[j].encode(), keys[j + 1].encode()
+        page = bytearray(clean[index])
+        at_a, at_b = page.index(a), page.index(b)
+        page[at_a:at_a + len(a)], page[at_b:at_b + len(b)] = b, a
+        damaged = bytearray(clean)
+        damaged[index] = page
+        cache = EmbeddingCache(tmp_path / f"swap{j}")
+        cache.path_for(FP).parent.mkdir(parents=True)
+        cache.path_for(FP).write_bytes(bytes(damaged))
+        with sqlite3.connect(cache.path_for(FP)) as conn:
+            assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        values, _ = cached_encode(texts, CountingEncoder(), cache=cache, fingerprint=FP)
+        for text, got, want in zip(texts, values, expected):
+            np.testing.assert_array_equal(got, want, err_msg=f"{text!r}, keys {j} and {j + 1} swapped")
+
+
+def test_rows_written_before_the_key_was_checksummed_are_still_served(cache_dir: Path) -> None:
+    """A cache written by an earlier version (checksum of the bytes alone) is not re-encoded."""
+    cache = EmbeddingCache(cache_dir)
+    values, _ = cached_encode(["alpha", "beta"], CountingEncoder(), cache=cache, fingerprint=FP)
+    with sqlite3.connect(cache.path_for(FP)) as conn:
+        for key, blob in conn.execute("SELECT text_key, value FROM entries").fetchall():
+            old = hashlib.blake2b(blob, digest_size=8).digest()
+            conn.execute("UPDATE entries SET checksum = ? WHERE text_key = ?", (old, key))
+    enc = CountingEncoder()
+    again, stats = cached_encode(["alpha", "beta"], enc, cache=cache, fingerprint=FP)
+    assert enc.seen == [] and stats.hits == 2 and stats.corrupt == 0
     np.testing.assert_array_equal(again[1], values[1])
 
 
