@@ -183,6 +183,35 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model at pydantic location ``loc`` of a suite (empty when unknown)."""
+    import types
+    import typing
+
+    model: Any = SuiteConfig
+    for key in loc:
+        if isinstance(key, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(key)
+        if field is None:
+            return []
+        model = field.annotation
+        while typing.get_origin(model) in (list, typing.Union, types.UnionType):
+            model = next((a for a in typing.get_args(model) if a is not type(None)), None)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _unknown_field(key: str, fields: list[str]) -> str:
+    """``unknown field 'metric'; did you mean 'metrics'?`` (or the fields that exist)."""
+    import difflib
+
+    fields = [f for f in fields if f != "source"]
+    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field {key[:60]!r}; did you mean {close[0]!r}?"
+    return f"unknown field {key[:60]!r}" + (f" (fields: {', '.join(fields)})" if fields else "")
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for key in loc:
@@ -279,13 +308,16 @@ def load_suite(path: str | Path) -> SuiteConfig:
     try:
         suite = SuiteConfig.model_validate({**data, "source": str(p.resolve())})
     except ValidationError as exc:
-        error = exc.errors()[0]
+        # a misspelt key first: it explains the "Field required" of the key it was meant to be
+        error = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         loc = tuple(error["loc"])
         line = _line_of(root, loc)
         message = error["msg"]
         ctx = error.get("ctx") or {}
         if isinstance(ctx.get("error"), EvalsuiteError):
             message = str(ctx["error"])
+        elif error["type"] == "extra_forbidden" and loc:
+            message = _unknown_field(str(loc[-1]), _fields_at(loc[:-1]))
         elif message.startswith("Value error, "):
             message = message[len("Value error, "):]
         more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""

@@ -155,7 +155,8 @@ def test_executor_names_and_suite_options(tmp_path: Path) -> None:
     assert spec.executor == "ray" and spec.ray.num_workers == 3 and spec.ray.num_gpus_per_worker == 1
     assert spec.ray.address is None and spec.ray.num_shards is None
     suite.write_text(HEAD + "executor: ray\nray:\n  num_workerz: 3\n")
-    with pytest.raises(ConfigError, match=r"s.yaml:6: ray.num_workerz: Extra inputs"):
+    with pytest.raises(ConfigError,
+                       match=r"s.yaml:6: ray.num_workerz: unknown field 'num_workerz'; did you mean 'num_workers'\?"):
         load_suite(suite)
     suite.write_text(HEAD + "executor: spark\n")
     with pytest.raises(ConfigError, match=r"s.yaml:4: executor: Input should be 'local' or 'ray'"):
