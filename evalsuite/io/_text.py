@@ -41,7 +41,11 @@ def check_file(path: str | Path, what: str) -> Path:
     if p.is_dir():
         raise DataError(f"{what} path is a folder, expected a file", path=p)
     info = p.stat()
-    if info.st_size == 0 and stat.S_ISREG(info.st_mode):  # a pipe (``<(zcat run.gz)``) has no size until read
+    if stat.S_ISFIFO(info.st_mode):  # a pipe (``<(zcat run.gz)``) has no size until read
+        return p
+    if not stat.S_ISREG(info.st_mode):  # /dev/zero would be read until memory runs out
+        raise DataError(f"{what} path is a device, expected a file", path=p)
+    if info.st_size == 0:
         raise DataError(f"{what} file is empty", path=p)
     return p
 

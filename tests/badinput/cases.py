@@ -117,6 +117,8 @@ CASES: list[Case] = [
          {"bad.trec.gz": lambda root: __import__("gzip").compress((root / "run.trec").read_bytes() * 50)[:60]},
          ("bad.trec.gz", "gzip")),
     Case("trec-run-is-a-folder", (*EVAL, "golden"), {}, ("golden", "folder")),
+    # a device is refused before reading (/dev/zero was read until memory ran out)
+    Case("trec-run-a-device", (*EVAL, "/dev/null"), {}, ("/dev/null", "device")),
     Case("trec-run-missing", (*EVAL, "nosuch.trec"), {}, ("nosuch.trec", "not found")),
     Case("trec-qrels-grade-beyond-int64", ("evaluate", "bad.qrels", "run.trec"),
          {"bad.qrels": f"q1 0 d1 {BIG}\n"}, ("bad.qrels:1",)),
