@@ -31,7 +31,8 @@ __all__ = ["FinetuneSpec", "MinGainGate", "NegativesSpec", "PairsFile", "check_f
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no .inf / .nan: no setting of the loop means them (epochs: .inf crashed mid-run, min_gain: .inf at the end)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PairsFile(_Strict):
@@ -85,7 +86,7 @@ class FinetuneSpec(_Strict):
     task: str
     test_fraction: float | None = Field(default=None, gt=0, le=1)
     dev_fraction: float = Field(default=0.0, ge=0, lt=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**32, strict=True)  # as the suite's seed
     pairs: Literal["qrels", "titles"] | PairsFile = "qrels"
     min_grade: int = Field(default=1, ge=1)
     negatives: NegativesSpec | None = None

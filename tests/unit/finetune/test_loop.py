@@ -230,6 +230,11 @@ def test_leaked_heldout_query_refuses_the_run_unless_overridden(capsys: pytest.C
     (BASIC.replace("miner: bm25", "miner: bm52"), "finetune.negatives.miner: miner 'bm52' is neither"),
     (BASIC.replace("loss: mnrl", "") + "  loss: mnlr\n", "finetune.loss"),
     (BASIC.replace("pairs: qrels", "pairs: {file: missing.jsonl}"), "missing.jsonl: training pairs file not found"),
+    # refused when the suite loads, not mid-run with exit 3 (inf epochs) or after training (inf min_gain)
+    (BASIC.replace("epochs: 1", "epochs: .inf"), "suite.yaml:18: finetune.epochs: Input should be a finite number"),
+    (BASIC.replace("min_gain: 0.5", "min_gain: .inf"), "finetune.gates[0].min_gain: Input should be a finite number"),
+    (BASIC.replace("seed: 0", "seed: -1"), "finetune.seed: Input should be greater than or equal to 0"),
+    (BASIC.replace("pairs: qrels", "pairs: {file: /dev/zero}"), "/dev/zero: training pairs path is a device"),
 ])
 def test_bad_finetune_sections_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                     tiny_model: Path, section: str, message: str) -> None:
@@ -237,7 +242,7 @@ def test_bad_finetune_sections_exit_2_with_one_line(capsys: pytest.CaptureFixtur
     code, _, err = run(capsys, "finetune", str(suite), "--output", str(tmp_path / "out"), "-q")
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out" / "model").exists()
+    assert not (tmp_path / "out").exists()  # the output folder this command made is removed again
 
 
 def test_finetune_needs_a_section_and_a_usable_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
