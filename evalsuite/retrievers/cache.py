@@ -137,6 +137,19 @@ def _file_state(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
+@contextlib.contextmanager
+def _own_write(path: Path) -> Iterator[None]:
+    """Keep a checked file checked across this process's own write to it. Without this every
+    write changes the file's size and mtime, so the next open ran ``quick_check`` over the
+    whole file again: indexing a corpus chunk by chunk read the growing file once per chunk,
+    quadratic in its size."""
+    key = str(path)
+    trusted = _CHECKED.get(key) is not None and _file_state(path) == _CHECKED.get(key)
+    yield
+    if trusted and (state := _file_state(path)) is not None:
+        _CHECKED[key] = state
+
+
 class EmbeddingCache:
     """A folder of per-fingerprint SQLite files."""
 
@@ -205,8 +218,9 @@ class EmbeddingCache:
                     except Exception:  # any damage: drop the row, re-encode the text
                         corrupt.append(key)
             if corrupt:
-                conn.executemany("DELETE FROM entries WHERE text_key = ?", [(k,) for k in corrupt])
-                conn.commit()
+                with _own_write(self.path_for(fingerprint)):
+                    conn.executemany("DELETE FROM entries WHERE text_key = ?", [(k,) for k in corrupt])
+                    conn.commit()
         finally:
             conn.close()
         return found, len(corrupt)
@@ -220,10 +234,21 @@ class EmbeddingCache:
             rows.append((key, blob, _checksum(blob, key)))
         conn = self._connect(fingerprint)
         try:
-            with conn:
+            with _own_write(self.path_for(fingerprint)), conn:
                 conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", rows)
         finally:
             conn.close()
+
+    def put_many_or_warn(self, fingerprint: Mapping[str, Any], items: Mapping[str, Encoded]) -> str | None:
+        """:meth:`put_many`, or a warning and the reason when the cache cannot be written
+        (read-only, locked, disk full): the values are then simply not kept."""
+        try:
+            self.put_many(fingerprint, items)
+        except (OSError, sqlite3.OperationalError) as exc:
+            reason = f"{self.root}: {exc}"
+            _warn_unusable(reason)
+            return reason
+        return None
 
 
 #: damaged cache files kept for inspection, per cache file (older ones are deleted)
@@ -313,12 +338,9 @@ def _cached_encode(
             raise RuntimeError(f"encoder returned {len(values)} encodings for {len(chunk)} texts")
         new = dict(zip(chunk, values))
         found.update(new)
-        if cache is not None:
-            try:
-                cache.put_many(fingerprint, new)  # stored chunk by chunk: an interrupted run keeps its work
-            except (OSError, sqlite3.OperationalError) as exc:
-                stats.unusable = f"{cache.root}: {exc}"
-                _warn_unusable(stats.unusable)
-                cache = None
+        # stored chunk by chunk: an interrupted run keeps its work
+        if cache is not None and (reason := cache.put_many_or_warn(fingerprint, new)) is not None:
+            stats.unusable = reason
+            cache = None
     stats.encoded = len(missing)
     return [found[k] for k in keys], stats

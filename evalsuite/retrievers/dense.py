@@ -280,7 +280,7 @@ class DenseRetriever:
             if self._cache is not None:
                 from evalsuite.retrievers.cache import text_key
 
-                self._cache.put_many(fingerprint, {text_key(texts[i]): rows[i] for i in invalid})
+                self._cache.put_many_or_warn(fingerprint, {text_key(texts[i]): rows[i] for i in invalid})
             if _invalid_rows(rows):
                 raise RuntimeError(f"encoder {self.encoder.name!r} returned vectors of differing shapes or "
                                    "non-finite values")

@@ -206,3 +206,34 @@ def test_row_format_round_trips_reads_old_npz_rows_and_rejects_truncation() -> N
     assert np.array_equal(_unpack(old.getvalue()), vector)
     with pytest.raises(ValueError):
         _unpack(_pack(vector)[:-4])
+
+
+def test_own_writes_keep_the_file_checked_and_a_change_by_anyone_else_is_checked_again(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """quick_check reads the whole file: it runs when a file is first opened in a process and
+    after the file changed behind this process's back, not after each of its own chunked writes
+    (which made indexing a large corpus quadratic in the cache's size)."""
+    import os
+
+    import evalsuite.retrievers.cache as cache_module
+
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(cache_module.sqlite3, "connect", traced)
+    monkeypatch.setattr(cache_module, "_CHECKED", {})
+    cache = EmbeddingCache(cache_dir)
+    texts = [f"text {i}" for i in range(10)]
+    cached_encode(texts, CountingEncoder(), cache=cache, fingerprint=FP, chunk_size=2)  # 5 writes
+    cached_encode([*texts, "new"], CountingEncoder(), cache=cache, fingerprint=FP)
+    assert sum("quick_check" in s for s in statements) == 1
+    path = cache.path_for(FP)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # someone else wrote to it
+    _, stats = cached_encode(texts, CountingEncoder(), cache=cache, fingerprint=FP)
+    assert sum("quick_check" in s for s in statements) == 2 and stats.hits == 10

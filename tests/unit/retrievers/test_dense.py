@@ -381,3 +381,35 @@ def test_embed_goes_through_the_cache(tmp_path: Path, export_dir: Path) -> None:
     assert second.spearman == first.spearman and second.pearson == first.pearson
     direct = evaluate_sts(data, retriever.encoder)
     assert direct.pearson == pytest.approx(first.pearson, abs=1e-6)
+
+
+def test_an_unwritable_cache_while_re_encoding_invalid_rows_warns_instead_of_failing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row found invalid (here: the encoder's first answer is NaN) is encoded again and its
+    cache entry overwritten; a cache that cannot be written at that moment (read-only, locked,
+    disk full) is a warning, as everywhere else in the cache, not a traceback."""
+    from evalsuite.retrievers.cache import EmbeddingCache
+
+    class FlakyEncoder(HashEncoder):
+        def encode(self, texts: Any, **kwargs: Any) -> np.ndarray:
+            rows = super().encode(texts, **kwargs)
+            if self.encoded == len(texts):  # the first call: one bad row
+                rows[0] = np.nan
+            return rows
+
+    writes = {"n": 0}
+    put_many = EmbeddingCache.put_many
+
+    def put_once(self: EmbeddingCache, *args: Any) -> None:
+        writes["n"] += 1
+        if writes["n"] > 1:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        put_many(self, *args)
+
+    monkeypatch.setattr(EmbeddingCache, "put_many", put_once)
+    retriever = DenseRetriever(FlakyEncoder(), cache_dir=tmp_path / "cache", progress=False)
+    with pytest.warns(RuntimeWarning, match="embedding cache not usable.*readonly"):
+        vectors = retriever.embed(["alpha", "beta"])
+    assert writes["n"] == 2 and np.isfinite(vectors).all()
+    np.testing.assert_allclose(vectors, HashEncoder().encode(["alpha", "beta"], kind="query"), rtol=1e-6)
+    assert retriever.embed_stats["cache_invalid_reencoded"] == 1
