@@ -197,6 +197,10 @@ def _check_shape(data: dict[str, Any], where: str | None) -> dict[str, Any]:
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise DataError(f"results file has the wrong shape: {loc or 'top level'}: {error['msg']}{more}",
                         path=where, hint="give a results.json written by 'evalsuite run'") from None
+    seed = checked["config"].get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise DataError(f"results file: config.seed {_short(seed)} is not an integer in [0, 2^32)", path=where,
+                        hint="give a results.json written by 'evalsuite run'")
     for kind, value in (("suite", checked["suite"]), ("run id", checked["run_id"])):
         problem = name_problem(kind, value)
         if problem is not None:
@@ -236,7 +240,8 @@ def _results_models() -> Any:
     from pydantic import BaseModel, ConfigDict, Field, create_model
 
     class _Model(BaseModel):
-        model_config = ConfigDict(strict=True, extra="allow")
+        # no NaN/Infinity tokens: results are written with allow_nan=False (NaN as null)
+        model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
     _Cell = create_model("_Cell", __base__=_Model, **_checked_cell_fields(Field))
 
