@@ -7,9 +7,21 @@ parser at start-up, so this module imports nothing but the standard library.
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
-__all__ = ["add_baseline_system", "add_suite_run_options", "add_task_source"]
+__all__ = ["add_baseline_system", "add_suite_run_options", "add_task_source", "seed"]
+
+
+def seed(text: str) -> int:
+    """``--seed``: an integer in [0, 2^32), as a suite's ``seed`` (a negative one crashed numpy's generator)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 2^32)")
+    return value
 
 
 def add_suite_run_options(p: Any) -> None:

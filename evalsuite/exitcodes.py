@@ -54,6 +54,8 @@ def describe_os_error(exc: OSError) -> str:
 
     where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
     what = exc.strerror or str(exc)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR) and where and os.path.isfile(exc.filename):
+        what = "is a file, where a folder is needed (to hold what is written there)"  # not "File exists"
     hint = {errno.ENOSPC: "free some space or choose another --output",
             errno.EDQUOT: "free some space or choose another --output",
             errno.EACCES: "check the permissions",

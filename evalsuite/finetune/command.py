@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalsuite._cliargs import add_suite_run_options, add_task_source
+from evalsuite._cliargs import add_suite_run_options, add_task_source, seed
 from evalsuite.errors import ConfigError
 
 __all__ = ["add_finetune_parsers"]
@@ -56,7 +56,7 @@ def add_finetune_parsers(sub: Any) -> None:
     p.add_argument("--test-fraction", type=float, help="held-out share of the judged queries (default: 0.5 for "
                    "qrels, 1.0 for titles)")
     p.add_argument("--dev-fraction", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--min-grade", type=int, default=1)
     p.add_argument("-o", "--output", required=True, help="pairs file to write (.jsonl)")
     p.set_defaults(handler=cmd_pairs)
@@ -70,7 +70,7 @@ def add_finetune_parsers(sub: Any) -> None:
     p.add_argument("--pairs", help="pairs file (JSONL/CSV/TSV); default: pairs from the task's qrels of the "
                    "training queries of a seeded split (see --test-fraction)")
     p.add_argument("--test-fraction", type=float, default=0.5, help="with pairs from qrels: held-out share")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--miner", default="dense", help="retriever type (default: dense)")
     p.add_argument("--model", help="model of the dense miner (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--top-k", type=int, default=50)

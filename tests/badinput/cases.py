@@ -285,6 +285,8 @@ CASES: list[Case] = [
          ("bad.json", "aggregate.ndcg@10", "finite")),
     Case("gate-results-seed-negative", ("gate", "bad.json"), {"bad.json": results_json(_set(("config", "seed"), -3))},
          ("bad.json", "config.seed")),
+    Case("gate-update-baseline-inside-a-file", ("gate", "{run}", "--update-baseline", "run.trec/b.json"), {},
+         ("run.trec: is a file",)),
     Case("gate-no-gates", ("gate", "bad.json"), {"bad.json": results_json(_set(("config", "gates"), []))},
          ("no gates",)),
     Case("gate-store-bad-row", ("gate", "2", "--store", "out/history.sqlite"), {}, ("history.sqlite", "damaged"),
@@ -356,6 +358,10 @@ CASES: list[Case] = [
                                 "s.csv": "sentence1,sentence2,score\na,b,1\nc,d,high\n"}, ("s.csv:3", "score")),
     Case("sts-no-header", RUN, {"suite.yaml": suite(("type: golden\n    path: golden", "type: sts\n    path: s.csv")),
                                 "s.csv": "a,b,1\nc,d,2\n"}, ("s.csv:1",)),
+    # -- pairs, mine-negatives --------------------------------------------------------------------------------
+    Case("pairs-seed-negative", ("pairs", "golden", "--seed=-1", "-o", "p.jsonl"), {}, ("--seed", "[0, 2^32)")),
+    Case("mine-negatives-seed-negative", ("mine-negatives", "golden", "--miner", "bm25", "--seed=-1", "-o",
+                                          "n.jsonl"), {}, ("--seed", "[0, 2^32)")),
     # -- check-leakage ---------------------------------------------------------------------------------------
     Case("leakage-train-bad-line", ("check-leakage", "golden", "--train", "bad.jsonl"),
          {"bad.jsonl": '{"query": "a", "positive": "b"}\n{"query": 3}\n'}, ("bad.jsonl:2",)),
