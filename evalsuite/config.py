@@ -299,6 +299,8 @@ def _read_yaml(p: Path) -> tuple[yaml.Node | None, Any]:
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read and validate a suite YAML file."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder; give the suite's YAML file (e.g. tasks/default.yaml)")
     if not p.is_file():
         raise ConfigError(f"{p}: suite file not found")
     root, data = _read_yaml(p)

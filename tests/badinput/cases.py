@@ -197,6 +197,7 @@ CASES: list[Case] = [
     Case("suite-empty", RUN, {"suite.yaml": ""}, ("suite.yaml",)),
     Case("suite-nested-deep", RUN, {"suite.yaml": "a: " + "[" * 5000 + "]" * 5000 + "\n"}, ("suite.yaml",)),
     Case("suite-missing", ("run", "nosuch.yaml"), {}, ("nosuch.yaml", "not found")),
+    Case("suite-is-a-folder", ("run", "golden"), {}, ("golden: is a folder",)),
     Case("suite-unknown-field", RUN, {"suite.yaml": suite(append="colour: red\n")},
          ("suite.yaml:20", "unknown field 'colour' (fields: name, ")),
     Case("suite-near-miss-field", RUN, {"suite.yaml": suite(("metrics:", "metric:"))},
