@@ -360,12 +360,13 @@ def _add_gate_outputs(p: Any) -> None:
                    "regression gates (repeatable)")
 
 
-def _check_requested(args: argparse.Namespace) -> None:
-    """The --junit / --markdown / --json targets can be files, before any work (a run is not
-    committed and then reported as bad input because one of them is a folder)."""
+def _check_requested(args: argparse.Namespace, *more: tuple[str, Any]) -> None:
+    """The --junit / --markdown / --json targets (and ``more`` (option, path) pairs) can be files,
+    before any work (a run is not committed and then reported as bad input because one of them is
+    a folder)."""
     from pathlib import Path
 
-    for option, target in (("--junit", args.junit), ("--markdown", args.markdown), ("--json", args.json)):
+    for option, target in (("--junit", args.junit), ("--markdown", args.markdown), ("--json", args.json), *more):
         if not target:
             continue
         if Path(target).is_dir():
@@ -449,7 +450,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           f"(it names store id {baseline_ref!r})")
     if args.baseline_system is not None:
         _check_baseline_system(suite, args.baseline_system, args.system)
-    _check_requested(args)
+    _check_requested(args, ("--update-baseline", baseline_file if args.update_baseline else None))
     output = Path(args.output) if args.output else None
     store = Path(args.store) if args.store else store_path(suite, output)
     baseline, no_baseline_reason = (None, None)

@@ -256,6 +256,10 @@ CASES: list[Case] = [
          setup=lambda root: (root / "suite.yaml").write_text(SUITE.replace("name: tiny", "name: tiny2"))),
     Case("run-junit-is-a-folder", (*RUN, "--junit", "golden"), {}, ("--junit golden", "folder")),
     Case("run-json-inside-a-file", (*RUN, "--json", "run.trec/gates.json"), {}, ("--json", "run.trec", "is a file")),
+    # the baseline file --update-baseline will write is checked before the run (it was written, then exit 2)
+    Case("run-update-baseline-inside-a-file", (*RUN, "--update-baseline"),
+         {"suite.yaml": suite(("baseline: baseline.json", "baseline: run.trec/b.json"))},
+         ("--update-baseline", "run.trec is a file")),
     Case("run-latest-is-a-folder", RUN, {}, ("latest", "folder"), setup=latest_is_folder),
     Case("run-configured-baseline-corrupt", RUN, {"baseline.json": "{"}, ("baseline.json:1",)),
     # without 'baseline:' --update-baseline writes baselines/<suite>.json (issue 12); a store id cannot be written
