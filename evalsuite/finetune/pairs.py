@@ -214,7 +214,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
     import csv
     import io
 
-    from evalsuite.io._text import Problems, check_file, read_text
+    from evalsuite.io._text import Problems, check_file, json_loads, read_text
 
     p = check_file(path, "training pairs")
     text = read_text(p, "training pairs")
@@ -226,9 +226,12 @@ def read_pairs(path: str | Path) -> list[Pair]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json_loads(line)
             except json.JSONDecodeError as exc:
                 rows.append((lineno, {"\0problem": f"invalid JSON: {exc.msg}"}))
+                continue
+            except ValueError as exc:  # nested too deeply (a RecursionError: exit 3), a lone surrogate
+                rows.append((lineno, {"\0problem": str(exc)}))
                 continue
             if isinstance(record, dict):
                 rows.append((lineno, record))

@@ -367,6 +367,12 @@ CASES: list[Case] = [
     Case("pairs-seed-negative", ("pairs", "golden", "--seed=-1", "-o", "p.jsonl"), {}, ("--seed", "[0, 2^32)")),
     Case("mine-negatives-seed-negative", ("mine-negatives", "golden", "--miner", "bm25", "--seed=-1", "-o",
                                           "n.jsonl"), {}, ("--seed", "[0, 2^32)")),
+    Case("mine-negatives-pairs-nested-deep", ("mine-negatives", "golden", "--miner", "bm25", "--pairs", "p.jsonl",
+                                              "-o", "n.jsonl"),
+         {"p.jsonl": '{"query": ' + deep_json() + ', "positive": "b"}\n'}, ("p.jsonl:1", "nested too deeply")),
+    Case("mine-negatives-pairs-lone-surrogate", ("mine-negatives", "golden", "--miner", "bm25", "--pairs", "p.jsonl",
+                                                 "-o", "n.jsonl"),
+         {"p.jsonl": '{"query": "a\\ud800", "positive": "b"}\n'}, ("p.jsonl:1", "surrogate")),
     # -- check-leakage ---------------------------------------------------------------------------------------
     Case("leakage-train-bad-line", ("check-leakage", "golden", "--train", "bad.jsonl"),
          {"bad.jsonl": '{"query": "a", "positive": "b"}\n{"query": 3}\n'}, ("bad.jsonl:2",)),
