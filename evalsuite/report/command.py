@@ -9,6 +9,7 @@ self-contained HTML report, plus the Markdown summary when asked. Errors are
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         output = default_report_path(results[0])
     else:
         output = Path(args.output)
-        if output.is_dir():
+        if output.is_dir() or args.output.endswith(("/", os.sep)):  # "-o newdir/" means a folder, not a file
             output = default_report_path(results[0], output)
     path = render_html(report, output)
     size = path.stat().st_size

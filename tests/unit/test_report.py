@@ -461,6 +461,10 @@ def test_report_command(fixture_results: SuiteResults, tmp_path: Path, monkeypat
     args = parser.parse_args(["report", folder, "-o", "other.html", "--resamples", "500", "--cache-dir",
                               str(tmp_path / "given")])
     assert args.handler(args) == 0 and list((tmp_path / "given" / "statistics").glob("memo-*.sqlite"))
+    # "-o newdir/" names a folder to create, not a file called newdir
+    args = parser.parse_args(["report", folder, "-o", "newdir/", "--resamples", "500", "--no-cache"])
+    assert args.handler(args) == 0
+    assert (tmp_path / "newdir" / default_report_path(fixture_results).name).is_file()
 
 
 # --- the verdict, the pairwise matrix, decisions apart from set-up, the histogram ---------------------------
