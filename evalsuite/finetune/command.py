@@ -157,6 +157,10 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from evalsuite.finetune.split import split_queries
     from evalsuite.io._text import atomic_write
 
+    output = Path(args.output)
+    if output.exists() and not output.is_file():  # /dev/stdout would put the split file in /dev
+        raise ConfigError(f"--output {args.output}: is a {'folder' if output.is_dir() else 'device or pipe'}; "
+                          "give a file path (the split is written beside it, as <output>.split.json)")
     data = _task_data(args.task, args.split)
     fraction = args.test_fraction if args.test_fraction is not None else (0.5 if args.source == "qrels" else 1.0)
     judged = judged_queries(data)

@@ -365,6 +365,8 @@ CASES: list[Case] = [
                                 "s.csv": "a,b,1\nc,d,2\n"}, ("s.csv:1",)),
     # -- pairs, mine-negatives --------------------------------------------------------------------------------
     Case("pairs-seed-negative", ("pairs", "golden", "--seed=-1", "-o", "p.jsonl"), {}, ("--seed", "[0, 2^32)")),
+    Case("pairs-output-device", ("pairs", "golden", "-o", "out.jsonl"), {}, ("out.jsonl", "device or pipe"),
+         setup=lambda root: os.symlink("/dev/null", root / "out.jsonl")),  # wrote /dev/null.split.json
     Case("mine-negatives-seed-negative", ("mine-negatives", "golden", "--miner", "bm25", "--seed=-1", "-o",
                                           "n.jsonl"), {}, ("--seed", "[0, 2^32)")),
     Case("mine-negatives-pairs-nested-deep", ("mine-negatives", "golden", "--miner", "bm25", "--pairs", "p.jsonl",
