@@ -56,11 +56,13 @@ def describe_os_error(exc: OSError) -> str:
     what = exc.strerror or str(exc)
     if exc.errno in (errno.EEXIST, errno.ENOTDIR) and where and os.path.isfile(exc.filename):
         what = "is a file, where a folder is needed (to hold what is written there)"  # not "File exists"
-    hint = {errno.ENOSPC: "free some space or choose another --output",
-            errno.EDQUOT: "free some space or choose another --output",
+    elsewhere = "choose another --output" if where else "write the output elsewhere"  # no file: stdout, a pipe
+    hint = {errno.ENOSPC: f"free some space or {elsewhere}",
+            errno.EDQUOT: f"free some space or {elsewhere}",
             errno.EACCES: "check the permissions",
             errno.EPERM: "check the permissions",
-            errno.EROFS: "the file system is read-only; choose another --output or --cache-dir"}.get(exc.errno or 0)
+            errno.EROFS: f"the file system is read-only; {elsewhere}" + (" or --cache-dir" if where else "")}.get(
+        exc.errno or 0)
     return f"{where}{what}" + (f" ({hint})" if hint else "")
 
 

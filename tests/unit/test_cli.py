@@ -141,3 +141,18 @@ def test_point_names_of_the_full_dimension_match_any_dimension() -> None:
     assert not matches_point_name("full@768/ubinary/flat", names[1])
     assert not matches_point_name("full@x/ubinary/flat", names[0])
     assert not matches_point_name("fullish@384/ubinary/flat", names[0])
+
+
+def test_a_full_disk_names_the_file_and_only_a_flag_the_command_has() -> None:
+    """``evaluate > /dev/full`` fails writing standard output: no file to name, and evaluate has
+    no --output, so the hint must not send the user to one."""
+    import errno
+
+    from evalsuite.exitcodes import describe_os_error
+
+    to_stdout = describe_os_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert to_stdout == "No space left on device (free some space or write the output elsewhere)"
+    to_file = describe_os_error(OSError(errno.ENOSPC, "No space left on device", "/mnt/r/results.json"))
+    assert to_file == "/mnt/r/results.json: No space left on device (free some space or choose another --output)"
+    read_only = describe_os_error(OSError(errno.EROFS, "Read-only file system", "/mnt/r/x"))
+    assert read_only.endswith("(the file system is read-only; choose another --output or --cache-dir)")
