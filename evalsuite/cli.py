@@ -581,14 +581,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             base_dir = Path(config["source"]).parent
     if not gates:
         raise ConfigError("no gates to evaluate: the results carry none; pass --suite with a 'gates:' section")
-    baseline, no_baseline_reason = _load_baseline(
-        explicit=args.baseline, configured=baseline_ref, base_dir=base_dir, store=Path(args.store),
-        hint=f"evalsuite gate {args.results} --update-baseline")
-    report = evaluate_gates(results, gates, baseline=baseline, seed=seed,
-                            no_baseline="warn" if no_baseline_reason else "fail",
-                            no_baseline_reason=no_baseline_reason, allow_missing=args.allow_missing)
-    _print_gates(report, sys.stdout)
-    _write_requested(report, args)
+    target = None  # the baseline file to update, known (and checked) before anything is written
     if args.update_baseline is not None:
         target = args.update_baseline
         if not target:
@@ -598,6 +591,16 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             from evalsuite.config import expand_path
 
             target = str(expand_path(baseline_ref, Path(base_dir) if base_dir is not None else Path.cwd()))
+        _check_requested(args, ("--update-baseline", target))
+    baseline, no_baseline_reason = _load_baseline(
+        explicit=args.baseline, configured=baseline_ref, base_dir=base_dir, store=Path(args.store),
+        hint=f"evalsuite gate {args.results} --update-baseline")
+    report = evaluate_gates(results, gates, baseline=baseline, seed=seed,
+                            no_baseline="warn" if no_baseline_reason else "fail",
+                            no_baseline_reason=no_baseline_reason, allow_missing=args.allow_missing)
+    _print_gates(report, sys.stdout)
+    _write_requested(report, args)
+    if target is not None:
         if report.exit_code and not args.force:
             print("evalsuite: baseline not updated: a gate failed (use --force to ratchet anyway)", file=sys.stderr)
         else:

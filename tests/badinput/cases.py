@@ -291,7 +291,11 @@ CASES: list[Case] = [
     Case("gate-results-seed-negative", ("gate", "bad.json"), {"bad.json": results_json(_set(("config", "seed"), -3))},
          ("bad.json", "config.seed")),
     Case("gate-update-baseline-inside-a-file", ("gate", "{run}", "--update-baseline", "run.trec/b.json"), {},
-         ("run.trec: is a file",)),
+         ("--update-baseline", "run.trec is a file")),
+    # checked before the --junit file is written (it was written, then exit 2)
+    Case("gate-update-baseline-inside-a-file-with-junit",
+         ("gate", "{run}", "--junit", "j.xml", "--update-baseline", "run.trec/b.json"), {},
+         ("--update-baseline", "run.trec is a file")),
     Case("gate-no-gates", ("gate", "bad.json"), {"bad.json": results_json(_set(("config", "gates"), []))},
          ("no gates",)),
     Case("gate-store-bad-row", ("gate", "2", "--store", "out/history.sqlite"), {}, ("history.sqlite", "damaged"),
