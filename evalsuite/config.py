@@ -302,7 +302,8 @@ def load_suite(path: str | Path) -> SuiteConfig:
     if p.is_dir():
         raise ConfigError(f"{p}: is a folder; give the suite's YAML file (e.g. tasks/default.yaml)")
     if not p.is_file():
-        raise ConfigError(f"{p}: suite file not found")
+        raise ConfigError(f"{p}: " + ("is a device or pipe; give the suite's YAML file" if p.exists()
+                                      else "suite file not found"))
     root, data = _read_yaml(p)
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a suite is a YAML mapping with name, tasks, retrievers and metrics")

@@ -296,6 +296,8 @@ CASES: list[Case] = [
     Case("gate-update-baseline-inside-a-file-with-junit",
          ("gate", "{run}", "--junit", "j.xml", "--update-baseline", "run.trec/b.json"), {},
          ("--update-baseline", "run.trec is a file")),
+    Case("gate-results-device", ("gate", "/dev/null"), {}, ("/dev/null", "device or pipe")),
+    Case("run-suite-device", ("run", "/dev/null"), {}, ("/dev/null", "device or pipe")),
     Case("gate-no-gates", ("gate", "bad.json"), {"bad.json": results_json(_set(("config", "gates"), []))},
          ("no gates",)),
     Case("gate-store-bad-row", ("gate", "2", "--store", "out/history.sqlite"), {}, ("history.sqlite", "damaged"),
