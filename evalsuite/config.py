@@ -111,6 +111,14 @@ class SuiteConfig(_Strict):
     ray: RaySpec = Field(default_factory=RaySpec, description="the Ray cluster and workers, for executor: ray")
     cost_queries: int = Field(default=50, ge=0, description="queries timed one at a time per system (0: no latency)")
     source: str = Field(default="", exclude=True)
+    #: line of each retriever's ``params`` (else of its entry) in the YAML file, by position: errors
+    #: raised when a retriever is built from them name it
+    retriever_lines: tuple[int | None, ...] = Field(default=(), exclude=True)
+
+    def line_of_retriever(self, name: str) -> int | None:
+        """The YAML line of retriever ``name``'s parameters, when the suite was read from a file."""
+        index = next((i for i, r in enumerate(self.retrievers) if r.name == name), None)
+        return self.retriever_lines[index] if index is not None and index < len(self.retriever_lines) else None
 
     @field_validator("name", mode="before")
     @classmethod
@@ -309,7 +317,10 @@ def load_suite(path: str | Path) -> SuiteConfig:
         raise ConfigError(f"{p}: a suite is a YAML mapping with name, tasks, retrievers and metrics")
     data.setdefault("name", p.stem)
     try:
-        suite = SuiteConfig.model_validate({**data, "source": str(p.resolve())})
+        retrievers = data.get("retrievers")
+        lines = tuple(_line_of(root, ("retrievers", i, "params")) for i in range(len(retrievers))) \
+            if isinstance(retrievers, list) else ()
+        suite = SuiteConfig.model_validate({**data, "source": str(p.resolve()), "retriever_lines": lines})
     except ValidationError as exc:
         # a misspelt key first: it explains the "Field required" of the key it was meant to be
         error = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]

@@ -166,7 +166,9 @@ def _construct(spec: RetrieverSpec, suite: SuiteConfig, options: RunOptions, bui
     try:
         return get_retriever(spec.type, **params)
     except EvalsuiteError as exc:
-        raise type(exc)(f"{suite.source}: retriever {spec.name!r}: {exc}") if isinstance(exc, ConfigError) \
+        line = suite.line_of_retriever(spec.name)
+        where = f"{suite.source}:{line}" if line else suite.source
+        raise type(exc)(f"{where}: retriever {spec.name!r}: {exc}") if isinstance(exc, ConfigError) \
             else exc from None
 
 

@@ -215,7 +215,11 @@ CASES: list[Case] = [
     Case("retriever-unknown-type", RUN, {"suite.yaml": suite(("type: bm25", "type: bm52"))},
          ("suite.yaml:9", "did you mean")),
     Case("retriever-unknown-param", RUN, {"suite.yaml": suite(("type: bm25\n", "type: bm25\n    params: {kk: 1}\n"))},
-         ("suite.yaml", "kk")),
+         ("suite.yaml:10", "kk")),
+    # checked when the retriever is built, after the suite loaded: the line is still named
+    Case("retriever-param-nan", RUN,
+         {"suite.yaml": suite(("type: bm25\n", "type: bm25\n    params:\n      k1: .nan\n"))},
+         ("suite.yaml:11", "k1", "finite")),
     Case("task-data-missing", RUN, {"suite.yaml": suite(("path: golden", "path: nosuch"))}, ("nosuch",)),
     Case("task-unknown-type", RUN, {"suite.yaml": suite(("type: golden", "type: gold"))}, ("suite.yaml:5", "type")),
     Case("gate-below-inf", RUN, {"suite.yaml": suite(("below: 0.01", "below: .inf"))}, ("suite.yaml:13", "below")),
