@@ -11,6 +11,10 @@ moves forward (to a later run id).
 
 Partial folders left by killed runs (SIGKILL, power loss) are not locked by a live
 process; the next run of the suite removes those older than its own start.
+
+:func:`building` is the same discipline for a folder that replaces an earlier one whole
+(``evalsuite finetune --output DIR``): it is built in a hidden, locked sibling
+``.<name>.<random>.partial`` and swapped in by :func:`replace_folder` only when complete.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +36,7 @@ try:  # POSIX; elsewhere partial folders are only cleaned once a day old
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunFolder", "clean_stale_partials", "point_latest"]
+__all__ = ["RunFolder", "building", "clean_stale_partials", "point_latest", "replace_folder"]
 
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 _UNLOCKED_STALE_SECONDS = 24 * 3600
@@ -59,19 +64,23 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def clean_stale_partials(folder: Path, started: float) -> list[Path]:
+def clean_stale_partials(folder: Path, started: float, *, prefix: str | None = None) -> list[Path]:
     """Remove ``.<id>.partial`` folders (and ``.latest.*`` temporaries) left by dead runs; return them.
 
     A partial folder is stale when no live process holds its lock and it was last changed
     before ``started`` (the cleaning run's start), so a run that has just created its
-    folder and not yet locked it is never touched."""
+    folder and not yet locked it is never touched. With ``prefix``, only partial folders
+    whose name starts with it are considered (and no ``.latest.*`` temporaries)."""
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
         name = entry.name
         try:
-            if name.startswith(".latest.") and name.endswith(".tmp"):
+            if prefix is not None:
+                if not name.startswith(prefix):
+                    continue
+            elif name.startswith(".latest.") and name.endswith(".tmp"):
                 if entry.lstat().st_mtime < started:
                     entry.unlink()
                     removed.append(entry)
@@ -128,6 +137,54 @@ def point_latest(folder: Path, run_id: str) -> None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
+
+
+def replace_folder(staged: Path, target: Path) -> None:
+    """Move the complete folder ``staged`` to ``target``, replacing an existing one only then.
+
+    The old folder is renamed aside (``.<name>.old-<pid>``) and back again if the new one
+    cannot be renamed into place, so ``target`` is the old or the new folder, never a mix."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        try:
+            staged.rename(target)
+        except BaseException:
+            old.rename(target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staged.rename(target)
+
+
+@contextlib.contextmanager
+def building(target: Path) -> Iterator[Path]:
+    """Build the folder ``target`` whole: yields a hidden, locked sibling ``.<name>.<random>.partial``.
+
+    When the block ends normally, the folder built there replaces ``target`` (an existing
+    one only then, :func:`replace_folder`). On any exception, Ctrl-C or SIGTERM it is
+    removed, ``target`` is left as it was, and the parent folders made for it are removed
+    again. Partial folders of ``target`` left by killed processes are cleaned first."""
+    started = time.time()
+    parent = target.parent
+    created = [p for p in (parent, *parent.parents) if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}."
+    clean_stale_partials(parent, started, prefix=prefix)
+    work = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=parent))
+    fd = os.open(work, os.O_RDONLY)
+    try:
+        _try_lock(fd)
+        yield work
+        replace_folder(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        for made in created:
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+    finally:
+        os.close(fd)
 
 
 class RunFolder:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,15 +105,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"evalsuite: {line}", file=sys.stderr)
 
-    created = not Path(args.output).exists()
-    try:
-        outcome = run_finetune(suite, Path(args.output), allow_leakage=args.allow_leakage, progress=args.progress,
-                               cache_dir=Path(args.cache_dir) if args.cache_dir else None, device=args.device,
-                               on_event=say, command=["evalsuite", *sys.argv[1:]], write_report=not args.no_report)
-    except BaseException:  # bad input, Ctrl-C, a crash: the folder this command made is not left half-filled
-        if created:
-            shutil.rmtree(args.output, ignore_errors=True)
-        raise
+    # DIR appears whole or not at all: bad input, Ctrl-C or a crash leave no DIR, or an earlier one untouched
+    outcome = run_finetune(suite, Path(args.output), allow_leakage=args.allow_leakage, progress=args.progress,
+                           cache_dir=Path(args.cache_dir) if args.cache_dir else None, device=args.device,
+                           on_event=say, command=["evalsuite", *sys.argv[1:]], write_report=not args.no_report)
     ft = outcome.finetune
     out = sys.stdout
     print(f"\n{ft['task']}: {len(ft['test_queries'])} held-out queries (trained on {len(ft['train_queries'])}; "

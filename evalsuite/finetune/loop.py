@@ -19,8 +19,10 @@ DIR`` runs) reads the suite's ``finetune:`` section (:mod:`evalsuite.finetune.sp
 Written into DIR: ``model/``, ``pairs.jsonl`` (sentence-transformers column form),
 ``results.json`` (a normal results file whose ``finetune`` key holds ``test_queries``,
 ``train_queries``, ``before`` / ``after`` aggregates and the ``gain`` with CI and p-value),
-``runs/``, ``details/``, ``per_query.csv``, ``report.html`` and ``report.md``. Each file is
-written atomically and the model folder only when complete.
+``runs/``, ``details/``, ``per_query.csv``, ``report.html`` and ``report.md``. DIR is built in a
+hidden sibling folder and renamed into place only when complete
+(:func:`evalsuite._runfolder.building`): a failed or interrupted fine-tune leaves no DIR, or the
+earlier fine-tune's DIR exactly as it was, never a mix of old and new files.
 
 This module sits at the runner's level (it runs a suite's retrievers and tasks) and uses the
 runner's task and retriever construction.
@@ -71,15 +73,16 @@ def _spec(suite: SuiteConfig) -> FinetuneSpec:
     return suite.finetune
 
 
-def _prepare_output(output: Path) -> None:
-    """DIR may be new, empty, or a previous fine-tune's folder (whose files are replaced)."""
+def _prepare_output(output: Path) -> Path:
+    """DIR may be new, empty, or a previous fine-tune's folder (replaced whole); the path to build into
+    place (where a symlink points)."""
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: exists and is not a folder")
     if output.is_dir() and any(output.iterdir()) and not (output / "results.json").is_file() \
             and not (output / "model").is_dir():
         raise ConfigError(f"--output {output}: the folder is not empty and holds no earlier fine-tune; give a new "
                           "or empty folder")
-    output.mkdir(parents=True, exist_ok=True)
+    return output.resolve() if output.is_symlink() else output
 
 
 def judged_queries(data: TaskData) -> list[str]:
@@ -224,6 +227,22 @@ def run_finetune(
     write_report: bool = True,
 ) -> FinetuneOutcome:
     """Run the suite's fine-tune loop into ``output`` (see the module docstring)."""
+    from evalsuite._runfolder import building
+
+    spec = _spec(suite)
+    say = on_event or (lambda _: None)
+    started = time.perf_counter()
+    out = _prepare_output(Path(output))
+    with building(out) as work:
+        return _finetune(suite, spec, out, work, allow_leakage=allow_leakage, progress=progress,
+                         cache_dir=cache_dir, device=device, say=say, started=started, command=command,
+                         write_report=write_report)
+
+
+def _finetune(suite: SuiteConfig, spec: FinetuneSpec, out: Path, work: Path, *, allow_leakage: bool,
+              progress: bool | None, cache_dir: Path | None, device: str | None, say: Progress, started: float,
+              command: list[str] | None, write_report: bool) -> FinetuneOutcome:
+    """:func:`run_finetune`, writing into ``work`` what ends up as ``out`` (the paths it records)."""
     from evalsuite.finetune.card import write_card
     from evalsuite.finetune.negatives import MiningConfig, false_negative_check, mine_negatives
     from evalsuite.finetune.pairs import count_truncated, write_pairs
@@ -236,12 +255,7 @@ def run_finetune(
     from evalsuite.runner import RunOptions, build_retrievers, build_task, sts_cell, write_details, write_per_query
     from evalsuite.tasks.base import STSData
 
-    spec = _spec(suite)
-    say = on_event or (lambda _: None)
-    started = time.perf_counter()
     timing: dict[str, float] = {}
-    out = Path(output)
-    _prepare_output(out)
     seed = spec.seed if spec.seed is not None else suite.seed
     task_spec = next(t for t in suite.tasks if t.name == spec.task)
     task = build_task(task_spec, suite)
@@ -317,7 +331,7 @@ def run_finetune(
                 data.queries, data.corpus, train_qrels, miner, config, seed=seed, indexed=True)
         timing["mining"] = time.perf_counter() - t0
     truncated = count_truncated(pairs.pairs, base_folder, max_length)
-    write_pairs(pairs.pairs, out / "pairs.jsonl")
+    write_pairs(pairs.pairs, work / "pairs.jsonl")
 
     # 5. training
     train_config = TrainConfig(
@@ -331,7 +345,8 @@ def run_finetune(
     if split.dev:
         dev_data = heldout_data(data, split.dev)
         dev = DevSet(dev_data.queries, data.corpus, dev_data.qrels, tuple(suite.metrics), suite.k)
-    model_dir = out / "model"
+    model_dir = work / "model"
+    final_model = out / "model"
     base_fingerprint = content_fingerprint(base_folder)
     card: dict[str, Any] = {
         "name": f"{spec.tuned_name} (fine-tuned {Path(base_name).name})",
@@ -371,11 +386,11 @@ def run_finetune(
     shown: set[str] = set()
     for name, retriever in systems:
         say(f"{spec.task} (held-out) / {name}: evaluating {len(heldout.queries)} queries")
-        cell, run = _evaluate_cell(spec.task, name, retriever, heldout, list(suite.metrics), suite.k, out)
+        cell, run = _evaluate_cell(spec.task, name, retriever, heldout, list(suite.metrics), suite.k, work)
         cell.notes.append(f"held-out queries only ({len(split.test)} of {len(judged)})")
         shown.update(run.top_k(10).doc_ids.tolist())
         cells.append(cell)
-    write_details(heldout, shown, out / "details" / f"{spec.task}.json")
+    write_details(heldout, shown, work / "details" / f"{spec.task}.json")
     base_cell, tuned_cell = cells[0], cells[1]
     gains = {m: gain(tuned_cell.per_query[m], base_cell.per_query[m], m, seed=seed)
              for m in suite.metrics if m in tuned_cell.per_query and m in base_cell.per_query}
@@ -405,7 +420,7 @@ def run_finetune(
             if isinstance(ood, STSData):
                 ood_cell = sts_cell(ood_spec, system, retriever, ood, say)
             else:
-                ood_cell, _ = _evaluate_cell(name, system, retriever, ood, list(suite.metrics), suite.k, out)
+                ood_cell, _ = _evaluate_cell(name, system, retriever, ood, list(suite.metrics), suite.k, work)
             cells.append(ood_cell)
         before_cell, after_cell = cells[-2], cells[-1]
         for m in after_cell.aggregate:
@@ -426,8 +441,8 @@ def run_finetune(
     write_card(model_dir, card)
     payload: dict[str, Any] = {
         "base": spec.base, "tuned": spec.tuned_name, "task": spec.task, "main_metric": main, "verdict": line,
-        "model_path": str(model_dir.resolve()), "base_model": card["base_model"],
-        "tuned_model": {"path": str(model_dir.resolve()), "fingerprint": fingerprint},
+        "model_path": str(final_model.resolve()), "base_model": card["base_model"],
+        "tuned_model": {"path": str(final_model.resolve()), "fingerprint": fingerprint},
         "seed": seed, "split": split.to_dict(),
         "test_queries": list(split.test), "train_queries": list(split.train), "dev_queries": list(split.dev),
         "pairs": {**pairs.summary(), "truncated": truncated, "file": "pairs.jsonl"},
@@ -444,19 +459,32 @@ def run_finetune(
     results = SuiteResults(
         suite=suite.name, run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics=list(suite.metrics), environment=environment(command if command is not None else sys.argv),
-        tasks=task_infos, systems=[{"name": n, "meta": r.meta.to_dict()} for n, r in systems],
+        tasks=task_infos, systems=[{"name": n, "meta": _moved(r.meta.to_dict(), str(model_dir), str(final_model))}
+                                   for n, r in systems],
         cells=cells, config={**suite.model_dump(mode="json"), "source": suite.source}, gates=gates,
-        timing={"total": timing["total"]}, path=str(out / "results.json"), finetune=payload)
-    write_per_query(results, out / "per_query.csv")
-    results.write(out / "results.json")
+        timing={"total": timing["total"]}, path=str(work / "results.json"), finetune=payload)
+    write_per_query(results, work / "per_query.csv")
+    results.write(work / "results.json")
     if write_report:
         from evalsuite.report import build_report, render_html, render_markdown
 
         built = build_report(results, baseline_system=spec.base, seed=seed)
-        with atomic_write(out / "report.md") as fh:
+        with atomic_write(work / "report.md") as fh:
             fh.write(render_markdown(built))
-        render_html(built, out / "report.html")
-    return FinetuneOutcome(results, out, model_dir, exit_code, gates)
+        render_html(built, work / "report.html")  # the report reads runs/ and details/ beside results.path
+    results.path = str(out / "results.json")
+    return FinetuneOutcome(results, out, final_model, exit_code, gates)
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """``value`` (a retriever's meta) with the tuned model's temporary path ``old`` as its final path ``new``."""
+    if isinstance(value, str):
+        return new + value[len(old):] if value == old or value.startswith(old + "/") else value
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, old, new) for v in value]
+    return value
 
 
 def _local_or_hub(suite: SuiteConfig, model: str | None) -> str | None:

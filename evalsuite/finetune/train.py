@@ -42,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 
 from evalsuite._optional import require
+from evalsuite._runfolder import replace_folder
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.finetune.pairs import Pair
 from evalsuite.types import Corpus, Qrels, Queries, Run
@@ -394,22 +395,7 @@ def train_model(
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
         if finish is not None:
             finish(staged, report)
-        _replace(staged, target)
+        replace_folder(staged, target)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _replace(staged: Path, target: Path) -> None:
-    """Move the complete folder ``staged`` to ``target``, replacing an existing one only then."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        try:
-            staged.rename(target)
-        except BaseException:
-            old.rename(target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staged.rename(target)

@@ -5,6 +5,7 @@ the min_gain gate, the report section, the model card, and bad inputs."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +220,64 @@ def test_leaked_heldout_query_refuses_the_run_unless_overridden(capsys: pytest.C
     assert ft["leakage"]["dropped"][0]["heldout_query_id"] == heldout and ft["leakage"]["dropped"][0]["line"] == 2
     assert ft["pairs"]["pairs"] == 1
     assert "dropped 1 training pairs" in err + outp
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("failure", ["interrupted in training", "disk full after training"])
+def test_a_failed_rerun_leaves_the_earlier_finetune_whole(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                         tiny_model: Path, finished: tuple[int, Path, str],
+                                                         monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    """A fine-tune into an earlier fine-tune's folder that fails midway leaves that folder byte-identical (no
+    mix of new pairs.jsonl or model with old results.json) and no temporary folder beside it."""
+    import evalsuite.finetune.train
+    import evalsuite.runner
+
+    out = tmp_path / "runs" / "DIR"
+    shutil.copytree(finished[1], out)
+    before = _files(out)
+    # another seed: another split, so every file the new run writes differs from the old one
+    suite = write(tmp_path / "s", suite_text(tiny_model, tmp_path / "cache", BASIC.replace("seed: 0", "seed: 5")))
+
+    def interrupt(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device", str(out / "per_query.csv"))
+
+    if failure.startswith("interrupted"):
+        monkeypatch.setattr(evalsuite.finetune.train, "train_model", interrupt)
+    else:
+        monkeypatch.setattr(evalsuite.runner, "write_per_query", disk_full)
+    code, _, err = run(capsys, "finetune", str(suite), "--output", str(out), "-q", "--no-progress")
+    assert code == (130 if failure.startswith("interrupted") else 2), err
+    assert _files(out) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["DIR"]  # no hidden temporary left beside it
+
+
+def test_a_rerun_replaces_the_earlier_finetune_whole(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                     tiny_model: Path, finished: tuple[int, Path, str]) -> None:
+    """A successful fine-tune into an earlier one's folder leaves none of the old files (no stale report.html
+    next to new results when the rerun has --no-report), and records the final paths, not a temporary one."""
+    out = tmp_path / "runs" / "DIR"
+    shutil.copytree(finished[1], out)
+    (out / "runs" / "golden__old-system.trec").write_text("stale\n")
+    suite = write(tmp_path / "s", suite_text(tiny_model, tmp_path / "cache", BASIC.replace("seed: 0", "seed: 5")))
+    code, _, err = run(capsys, "finetune", str(suite), "--output", str(out), "-q", "--no-progress", "--no-report")
+    assert code == 1, err
+    assert sorted(p.name for p in out.iterdir()) == ["details", "model", "pairs.jsonl", "per_query.csv",
+                                                     "results.json", "runs"]
+    assert not (out / "runs" / "golden__old-system.trec").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["DIR"]
+    text = (out / "results.json").read_text()
+    assert ".partial" not in text
+    data = json.loads(text)
+    assert data["finetune"]["seed"] == 5 and data["finetune"]["model_path"] == str((out / "model").resolve())
+    tuned = next(s for s in data["systems"] if s["name"] == "tiny-tuned")
+    assert tuned["meta"]["model"] == str(out / "model")
+    assert data["finetune"]["tuned_model"]["fingerprint"] == content_fingerprint(out / "model")
 
 
 @pytest.mark.parametrize(("section", "message"), [

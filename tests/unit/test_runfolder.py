@@ -1,0 +1,43 @@
+"""evalsuite._runfolder.building: a folder that replaces an earlier one whole, or not at all."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from evalsuite._runfolder import building
+
+
+def test_building_swaps_in_only_when_the_block_ends_normally(tmp_path: Path) -> None:
+    target = tmp_path / "DIR"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt), building(target) as work:
+        assert work.parent == tmp_path and work.name.startswith(".DIR.") and work.name.endswith(".partial")
+        (work / "new.txt").write_text("new")
+        raise KeyboardInterrupt
+    assert [p.name for p in target.iterdir()] == ["old.txt"] and sorted(os.listdir(tmp_path)) == ["DIR"]
+    with building(target) as work:
+        (work / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["DIR"]
+
+
+def test_building_removes_the_parents_it_made_on_failure(tmp_path: Path) -> None:
+    with pytest.raises(OSError), building(tmp_path / "a" / "b" / "DIR"):
+        raise OSError(28, "No space left on device")
+    assert os.listdir(tmp_path) == []
+
+
+def test_building_cleans_only_its_own_stale_partial_folders(tmp_path: Path) -> None:
+    stale, other = tmp_path / ".DIR.x1y2.partial", tmp_path / ".download.partial"
+    for folder in (stale, other):
+        folder.mkdir()
+        (folder / "f").write_text("left by a killed process")
+        past = time.time() - 60
+        os.utime(folder, (past, past))
+    with building(tmp_path / "DIR") as work:
+        (work / "f").write_text("x")
+    assert sorted(os.listdir(tmp_path)) == [".download.partial", "DIR"]
