@@ -10,6 +10,7 @@ import json
 import os
 import re
 import stat
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -197,6 +198,23 @@ def _umask() -> int:
     return mask
 
 
+def _own_fd(path: Path) -> int | None:
+    """N when ``path`` leads, through links, to this process's ``/proc/self/fd/N`` (``/dev/stdout``,
+    ``/dev/fd/3``): an open file of the process, written through, never replaced."""
+    here = os.path.abspath(path)
+    for _ in range(40):  # the kernel follows at most 40 links
+        parent, name = os.path.split(here)
+        here = os.path.join(os.path.realpath(parent), name)
+        found = re.fullmatch(rf"/proc/(?:self|{os.getpid()})/fd/(\d+)", here)
+        if found:
+            return int(found.group(1))
+        try:
+            here = os.path.join(os.path.dirname(here), os.readlink(here))
+        except OSError:  # not a link (or not there): an ordinary path
+            return None
+    return None
+
+
 @contextmanager
 def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and move it in place only on success,
@@ -204,7 +222,8 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
 
     A folder is refused (naming ``path``, not the temporary file); a device or a pipe
     (``/dev/stdout``, ``/dev/null``, a FIFO) is written in place: replacing it would put a
-    regular file where the device was.
+    regular file where the device was; so is an open file of the process (``/dev/stdout`` when
+    the output is redirected to a file). A symlink to a file is kept: the file it names is replaced.
     """
     target = Path(path)
     try:
@@ -213,14 +232,23 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
         mode = None
     if mode is not None and stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "is a folder; give a file path", str(target))
-    if mode is not None and not stat.S_ISREG(mode):
+    own_fd = _own_fd(target)
+    if own_fd is not None or (mode is not None and not stat.S_ISREG(mode)):
+        if own_fd is not None:  # /dev/stdout > log.txt: write after what the process wrote there, not over it
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    if stream is not None and stream.fileno() == own_fd:
+                        stream.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
         try:
+            where: int | Path = os.dup(own_fd) if own_fd is not None else target
             if target.suffix == ".gz":
-                with open(target, "wb") as raw, gzip.open(raw, "wb" if binary else "wt",
-                                                          encoding=None if binary else "utf-8") as gz:
+                with open(where, "wb") as raw, gzip.open(raw, "wb" if binary else "wt",
+                                                         encoding=None if binary else "utf-8") as gz:
                     yield gz
             else:
-                with open(target, "wb" if binary else "w", encoding=None if binary else "utf-8",
+                with open(where, "wb" if binary else "w", encoding=None if binary else "utf-8",
                           newline=None if binary else "\n") as fh:
                     yield fh
         except OSError as exc:
@@ -228,6 +256,8 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
                 raise OSError(exc.errno, exc.strerror, str(target)) from None
             raise
         return
+    if target.is_symlink():  # summary.md -> shared/summary.md: replace the file it names, keep the link
+        target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

@@ -231,6 +231,41 @@ def test_atomic_write_writes_into_a_pipe_or_device_in_place(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.md", "stdout"]  # no temporary file left
 
 
+def test_atomic_write_to_stdout_redirected_into_a_file_writes_through_it(tmp_path: Path) -> None:
+    """``gate --markdown /dev/stdout > log.txt``: /dev/stdout -> /proc/self/fd/1 -> a regular file.
+    Replacing the path put a regular file where the link was (as root: /dev/stdout itself) and the
+    text never reached the log; the text goes where the process's own output goes, after it."""
+    log = tmp_path / "log.txt"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        link = tmp_path / "stdout"  # like /dev/stdout
+        link.symlink_to(f"/proc/self/fd/{fd}")
+        for target in (link, Path(f"/proc/self/fd/{fd}"), Path(f"/dev/fd/{fd}")):
+            os.write(fd, b"before\n")
+            with atomic_write(target) as fh:
+                fh.write("markdown\n")
+            os.write(fd, b"after\n")
+    finally:
+        os.close(fd)
+    assert log.read_text() == "before\nmarkdown\nafter\n" * 3
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "stdout"]
+
+
+def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
+    """``--markdown summary.md`` where summary.md links to a shared file: the file it names is
+    replaced, the link stays."""
+    (tmp_path / "shared").mkdir()
+    real = tmp_path / "shared" / "summary.md"
+    real.write_text("old\n")
+    link = tmp_path / "summary.md"
+    link.symlink_to(real)
+    with atomic_write(link) as fh:
+        fh.write("new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared", "summary.md"]
+    assert [p.name for p in real.parent.iterdir()] == ["summary.md"]
+
+
 def test_atomic_write_names_a_folder_target(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with pytest.raises(IsADirectoryError) as info, atomic_write(tmp_path / "out") as fh:
