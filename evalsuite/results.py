@@ -274,7 +274,8 @@ def load_results(path: str | Path) -> SuiteResults:
     if p.is_dir():
         p = p / "results.json"
     if not p.is_file():
-        raise DataError("is a device or pipe, not a results file" if p.exists() else "results file not found",
+        raise DataError("is a folder, not a results file" if p.is_dir() else
+                        "is a device or pipe, not a results file" if p.exists() else "results file not found",
                         path=p, hint="give a results.json or the folder of a suite run")
     text = read_text(p, "results file")
     try:

@@ -302,6 +302,8 @@ CASES: list[Case] = [
          ("--update-baseline", "run.trec is a file")),
     Case("gate-results-device", ("gate", "/dev/null"), {}, ("/dev/null", "device or pipe")),
     Case("run-suite-device", ("run", "/dev/null"), {}, ("/dev/null", "device or pipe")),
+    Case("gate-results-json-a-folder", ("gate", "r1"), {}, ("r1/results.json", "is a folder"),
+         setup=lambda root: (root / "r1" / "results.json").mkdir(parents=True)),  # said 'is a device or pipe'
     Case("gate-no-gates", ("gate", "bad.json"), {"bad.json": results_json(_set(("config", "gates"), []))},
          ("no gates",)),
     Case("gate-store-bad-row", ("gate", "2", "--store", "out/history.sqlite"), {}, ("history.sqlite", "damaged"),
