@@ -58,10 +58,10 @@ def add_report_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Handler of ``evalsuite report``: 0 on success (the report says whether gates failed)."""
-    from evalsuite.io._text import atomic_write
+    from evalsuite.io._text import _own_fd, atomic_write
     from evalsuite.report.markdown import render_markdown
     from evalsuite.report.model import build_report
-    from evalsuite.report.render import SIZE_BUDGET, render_html
+    from evalsuite.report.render import SIZE_BUDGET, report_html
     from evalsuite.results import load_results
 
     if args.resamples < 100:
@@ -77,15 +77,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     report = build_report(results, baseline_system=args.baseline_system, compare_system=args.compare_system,
                           n_resamples=args.resamples, drilldown_queries=args.drilldown, cache_dir=cache_dir)
-    if args.output is None:
-        output = default_report_path(results[0])
+    html = report_html(report)
+    size = len(html.encode("utf-8"))
+    if args.output == "-":  # as --markdown -
+        sys.stdout.write(html)
+        print(f"report: standard output ({size / 1024:.0f} kB)", file=sys.stderr)
     else:
-        output = Path(args.output)
-        if output.is_dir() or args.output.endswith(("/", os.sep)):  # "-o newdir/" means a folder, not a file
-            output = default_report_path(results[0], output)
-    path = render_html(report, output)
-    size = path.stat().st_size
-    print(f"report: {path} ({size / 1024:.0f} kB)")
+        if args.output is None:
+            path = default_report_path(results[0])
+        else:
+            path = Path(args.output)
+            if path.is_dir() or args.output.endswith(("/", os.sep)):  # "-o newdir/" means a folder, not a file
+                path = default_report_path(results[0], path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as fh:
+            fh.write(html)
+        if path.is_file() and _own_fd(path) is None:
+            size = path.stat().st_size  # as written (report.html.gz is compressed)
+            print(f"report: {path} ({size / 1024:.0f} kB)")
+        else:  # -o /dev/stdout: the line goes to stderr, not into the HTML
+            print(f"report: {path} ({size / 1024:.0f} kB)", file=sys.stderr)
     if size > SIZE_BUDGET:
         print(f"evalsuite: warning: the report is {size / 2**20:.1f} MB, over the {SIZE_BUDGET // 2**20} MB budget; "
               "lower --drilldown", file=sys.stderr)

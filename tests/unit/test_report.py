@@ -467,6 +467,21 @@ def test_report_command(fixture_results: SuiteResults, tmp_path: Path, monkeypat
     assert (tmp_path / "newdir" / default_report_path(fixture_results).name).is_file()
 
 
+def test_report_to_standard_output(fixture_results: SuiteResults, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``report -o -`` writes the HTML to stdout as ``--markdown -`` does (it wrote a file named '-');
+    the 'report: ...' line goes to stderr, not into the HTML."""
+    parser = argparse.ArgumentParser()
+    add_report_parser(parser.add_subparsers())
+    folder = str(Path(fixture_results.path or "").parent)
+    monkeypatch.chdir(tmp_path)
+    args = parser.parse_args(["report", folder, "-o", "-", "--resamples", "500", "--no-cache"])
+    assert args.handler(args) == 0
+    captured = capsys.readouterr()
+    assert captured.out.lower().startswith("<!doctype html>") and captured.out.rstrip().endswith("</html>")
+    assert "report:" in captured.err and not (tmp_path / "-").exists() and list(tmp_path.iterdir()) == []
+
+
 # --- the verdict, the pairwise matrix, decisions apart from set-up, the histogram ---------------------------
 
 
