@@ -76,7 +76,7 @@ def machine_signature() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "EVALSUITE_THREADS",
-                                              "CUDA_VISIBLE_DEVICES")}  # and which GPU "cuda" is
+                                              "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}  # and which GPU "cuda" is
     code = hashlib.blake2b(digest_size=8)
     for path in _TIMED_SOURCES:
         try:

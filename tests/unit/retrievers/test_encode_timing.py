@@ -230,3 +230,19 @@ def test_the_visible_gpus_are_part_of_the_machine(monkeypatch: pytest.MonkeyPatc
     finally:
         monkeypatch.undo()
         encode_timing.machine_signature.cache_clear()
+
+
+def test_the_gpu_order_is_part_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA_DEVICE_ORDER decides which GPU is "cuda:0" (FASTEST_FIRST, CUDA's default, or
+    PCI_BUS_ID): with the same CUDA_VISIBLE_DEVICES it picks another GPU on a mixed machine."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    encode_timing.machine_signature.cache_clear()
+    try:
+        first = encode_timing.machine_signature()
+        monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        encode_timing.machine_signature.cache_clear()
+        assert encode_timing.machine_signature() != first
+    finally:
+        monkeypatch.undo()
+        encode_timing.machine_signature.cache_clear()
