@@ -352,9 +352,9 @@ def _write_gate_outputs(report: Any, folder: Any) -> None:
 
 
 def _add_gate_outputs(p: Any) -> None:
-    p.add_argument("--junit", help="write the gate decisions as JUnit XML here")
-    p.add_argument("--markdown", help="write the Markdown summary here (e.g. \"$GITHUB_STEP_SUMMARY\")")
-    p.add_argument("--json", help="write the gate decisions as JSON here")
+    p.add_argument("--junit", help="write the gate decisions as JUnit XML here ('-' for stdout)")
+    p.add_argument("--markdown", help="write the Markdown summary here (e.g. \"$GITHUB_STEP_SUMMARY\"; '-' for stdout)")
+    p.add_argument("--json", help="write the gate decisions as JSON here ('-' for stdout)")
     p.add_argument("--allow-missing", action="append", default=[], metavar="TASK[/SYSTEM]",
                    help="a task (or task/system pair) of the baseline that this run may lack without failing the "
                    "regression gates (repeatable)")
@@ -367,7 +367,7 @@ def _check_requested(args: argparse.Namespace, *more: tuple[str, Any]) -> None:
     from pathlib import Path
 
     for option, target in (("--junit", args.junit), ("--markdown", args.markdown), ("--json", args.json), *more):
-        if not target:
+        if not target or (target == "-" and option != "--update-baseline"):  # '-': standard output
             continue
         if Path(target).is_dir():
             raise ConfigError(f"{option} {target}: is a folder; give a file path")
@@ -384,7 +384,9 @@ def _write_requested(report: Any, args: argparse.Namespace) -> None:
 
     for target, text in ((args.junit, report.junit_xml()), (args.markdown, report.markdown()),
                          (args.json, report.to_json() + "\n")):
-        if target:
+        if target == "-":  # as report --markdown -
+            sys.stdout.write(text)
+        elif target:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             mode = "a" if target == os.environ.get("GITHUB_STEP_SUMMARY") else "w"
             if mode == "a":  # GitHub's job summary collects what every step appends

@@ -156,3 +156,17 @@ def test_a_full_disk_names_the_file_and_only_a_flag_the_command_has() -> None:
     assert to_file == "/mnt/r/results.json: No space left on device (free some space or choose another --output)"
     read_only = describe_os_error(OSError(errno.EROFS, "Read-only file system", "/mnt/r/x"))
     assert read_only.endswith("(the file system is read-only; choose another --output or --cache-dir)")
+
+
+def test_gate_outputs_dash_is_standard_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``gate --markdown -`` (as ``report --markdown -``) prints the summary; it wrote a file named '-'."""
+    from tests.badinput.world import build, run_folder
+
+    build(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    code = main(["gate", str(run_folder(tmp_path)), "--markdown", "-", "--json", "-"])
+    out = capsys.readouterr().out
+    assert code == 0 and not (tmp_path / "-").exists()
+    assert out.index("gates:") < out.index("| ") < out.index('"gates"')  # the gates, the Markdown, the JSON
