@@ -252,7 +252,7 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
                           newline=None if binary else "\n") as fh:
                     yield fh
         except OSError as exc:
-            if exc.filename is None:  # a failed write names no file: name it
+            if exc.filename is None and exc.errno is not None:  # a failed write names no file: name it
                 raise OSError(exc.errno, exc.strerror, str(target)) from None
             raise
         return
@@ -271,6 +271,8 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
             with open(tmp, "wb" if binary else "w", encoding=encoding, newline=None if binary else "\n") as fh:
                 yield fh
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:  # a full disk: name the file
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
         raise

@@ -266,6 +266,19 @@ def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
     assert [p.name for p in real.parent.iterdir()] == ["summary.md"]
 
 
+def test_atomic_write_names_the_file_when_a_write_fails(tmp_path: Path) -> None:
+    """A full disk (or a file-size limit) fails a write with no file name: the error said only
+    'No space left on device' (or 'File too large'), naming neither the file nor leaving a trace."""
+    import errno
+
+    target = tmp_path / "out" / "report.html"
+    with pytest.raises(OSError) as info, atomic_write(target) as fh:
+        fh.write("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_atomic_write_names_a_folder_target(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with pytest.raises(IsADirectoryError) as info, atomic_write(tmp_path / "out") as fh:
