@@ -790,6 +790,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _option_of(args: argparse.Namespace, filename: Any) -> str | None:
+    """The flag of the command whose path is ``filename`` or holds it (``--markdown``), else
+    ``--output`` where the command has one (the results folder), else None."""
+    if isinstance(filename, (str, os.PathLike)):
+        path = os.path.abspath(filename)
+        for dest in ("markdown", "junit", "json", "update_baseline", "output", "store", "cache_dir"):
+            value = getattr(args, dest, None)
+            if isinstance(value, str) and value not in ("", "-"):
+                given = os.path.abspath(value)
+                if path == given or path.startswith(given.rstrip(os.sep) + os.sep):
+                    return "--" + dest.replace("_", "-")
+    return "--output" if hasattr(args, "output") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; the exit code follows the contract in :mod:`evalsuite.exitcodes`."""
     from evalsuite import exitcodes
@@ -809,7 +823,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
         except OSError as exc:  # permissions, disk full, ...: the user's environment, not a bug
-            print(f"evalsuite: error: {exitcodes.one_line(exitcodes.describe_os_error(exc))}", file=sys.stderr)
+            described = exitcodes.describe_os_error(exc, option=_option_of(args, exc.filename),
+                                                    cache_dir=hasattr(args, "cache_dir"))
+            print(f"evalsuite: error: {exitcodes.one_line(described)}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
             print("evalsuite: interrupted", file=sys.stderr)

@@ -48,21 +48,25 @@ def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def describe_os_error(exc: OSError) -> str:
-    """``path: what happened (what to do)`` for an OSError from the user's environment."""
+def describe_os_error(exc: OSError, *, option: str | None = "--output", cache_dir: bool = True) -> str:
+    """``path: what happened (what to do)`` for an OSError from the user's environment.
+
+    ``option``: the flag that chose the file (``--markdown``), or None when the command has none
+    to offer; ``cache_dir``: whether the command has ``--cache-dir``."""
     import errno
 
     where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
     what = exc.strerror or str(exc)
     if exc.errno in (errno.EEXIST, errno.ENOTDIR) and where and os.path.isfile(exc.filename):
         what = "is a file, where a folder is needed (to hold what is written there)"  # not "File exists"
-    elsewhere = "choose another --output" if where else "write the output elsewhere"  # no file: stdout, a pipe
+    elsewhere = ((f"choose another {option}" if option else "write it elsewhere") if where
+                 else "write the output elsewhere")  # no file: stdout, a pipe
     hint = {errno.ENOSPC: f"free some space or {elsewhere}",
             errno.EDQUOT: f"free some space or {elsewhere}",
             errno.EACCES: "check the permissions",
             errno.EPERM: "check the permissions",
-            errno.EROFS: f"the file system is read-only; {elsewhere}" + (" or --cache-dir" if where else "")}.get(
-        exc.errno or 0)
+            errno.EROFS: f"the file system is read-only; {elsewhere}" + (" or --cache-dir" if where and cache_dir
+                                                                         else "")}.get(exc.errno or 0)
     return f"{where}{what}" + (f" ({hint})" if hint else "")
 
 

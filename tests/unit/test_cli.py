@@ -170,3 +170,17 @@ def test_gate_outputs_dash_is_standard_output(tmp_path: Path, monkeypatch: pytes
     out = capsys.readouterr().out
     assert code == 0 and not (tmp_path / "-").exists()
     assert out.index("gates:") < out.index("| ") < out.index('"gates"')  # the gates, the Markdown, the JSON
+
+
+def test_a_full_disk_hint_names_the_flag_that_chose_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``gate --markdown /dev/full`` said '(free some space or choose another --output)': gate has no
+    --output; the flag that named the file is --markdown."""
+    from tests.badinput.world import build, run_folder
+
+    build(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["gate", str(run_folder(tmp_path)), "--markdown", "/dev/full"]) == 2
+    err = capsys.readouterr().err
+    assert "/dev/full: No space left on device (free some space or choose another --markdown)" in err, err
