@@ -390,8 +390,13 @@ def _write_requested(report: Any, args: argparse.Namespace) -> None:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             mode = "a" if target == os.environ.get("GITHUB_STEP_SUMMARY") else "w"
             if mode == "a":  # GitHub's job summary collects what every step appends
-                with open(target, "a", encoding="utf-8") as fh:
-                    fh.write(text)
+                try:
+                    with open(target, "a", encoding="utf-8") as fh:
+                        fh.write(text)
+                except OSError as exc:
+                    if exc.filename is None and exc.errno is not None:  # a full disk names no file
+                        raise OSError(exc.errno, exc.strerror, target) from None
+                    raise
             else:
                 with atomic_write(target) as fh:
                     fh.write(text)

@@ -184,3 +184,7 @@ def test_a_full_disk_hint_names_the_flag_that_chose_the_file(tmp_path: Path, mon
     assert main(["gate", str(run_folder(tmp_path)), "--markdown", "/dev/full"]) == 2
     err = capsys.readouterr().err
     assert "/dev/full: No space left on device (free some space or choose another --markdown)" in err, err
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", "/dev/full")  # appended to, not replaced: named all the same
+    assert main(["gate", str(run_folder(tmp_path)), "--markdown", "/dev/full"]) == 2
+    err = capsys.readouterr().err
+    assert "/dev/full: No space left on device (free some space or choose another --markdown)" in err, err
