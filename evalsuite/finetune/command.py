@@ -149,12 +149,14 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from evalsuite.finetune.loop import judged_queries
     from evalsuite.finetune.pairs import pairs_from_qrels, pairs_from_titles, write_pairs
     from evalsuite.finetune.split import split_queries
-    from evalsuite.io._text import atomic_write
+    from evalsuite.io._text import atomic_write, is_process_stream
 
     output = Path(args.output)
-    if output.exists() and not output.is_file():  # /dev/stdout would put the split file in /dev
-        raise ConfigError(f"--output {args.output}: is a {'folder' if output.is_dir() else 'device or pipe'}; "
-                          "give a file path (the split is written beside it, as <output>.split.json)")
+    # the split file goes beside the pairs: beside /dev/stdout would be in /dev
+    if is_process_stream(output) or (output.exists() and not output.is_file()):
+        kind = "folder" if output.is_dir() else "device, pipe or standard stream"
+        raise ConfigError(f"--output {args.output}: is a {kind}; give a file path (the split is written "
+                          "beside it, as <output>.split.json)")
     data = _task_data(args.task, args.split)
     fraction = args.test_fraction if args.test_fraction is not None else (0.5 if args.source == "qrels" else 1.0)
     judged = judged_queries(data)

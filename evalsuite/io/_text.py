@@ -215,6 +215,12 @@ def _own_fd(path: Path) -> int | None:
     return None
 
 
+def is_process_stream(path: str | Path) -> bool:
+    """Whether ``path`` leads to one of this process's open files (``/dev/stdout``, ``/dev/fd/3``),
+    whatever that file is: nothing can be written *beside* such a path."""
+    return _own_fd(Path(path)) is not None
+
+
 @contextmanager
 def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and move it in place only on success,

@@ -377,8 +377,11 @@ CASES: list[Case] = [
                                 "s.csv": "a,b,1\nc,d,2\n"}, ("s.csv:1",)),
     # -- pairs, mine-negatives --------------------------------------------------------------------------------
     Case("pairs-seed-negative", ("pairs", "golden", "--seed=-1", "-o", "p.jsonl"), {}, ("--seed", "[0, 2^32)")),
-    Case("pairs-output-device", ("pairs", "golden", "-o", "out.jsonl"), {}, ("out.jsonl", "device or pipe"),
+    Case("pairs-output-device", ("pairs", "golden", "-o", "out.jsonl"), {}, ("out.jsonl", "device, pipe"),
          setup=lambda root: os.symlink("/dev/null", root / "out.jsonl")),  # wrote /dev/null.split.json
+    # /dev/stdout redirected to a file: a regular file, but the split would go beside the link (in /dev)
+    Case("pairs-output-standard-stream", ("pairs", "golden", "-o", "out.jsonl"), {}, ("out.jsonl", "standard stream"),
+         setup=lambda root: os.symlink("/proc/self/fd/1", root / "out.jsonl")),
     Case("mine-negatives-seed-negative", ("mine-negatives", "golden", "--miner", "bm25", "--seed=-1", "-o",
                                           "n.jsonl"), {}, ("--seed", "[0, 2^32)")),
     Case("mine-negatives-pairs-nested-deep", ("mine-negatives", "golden", "--miner", "bm25", "--pairs", "p.jsonl",
