@@ -809,16 +809,28 @@ def _option_of(args: argparse.Namespace, filename: Any) -> str | None:
     return "--output" if hasattr(args, "output") else None
 
 
+def _interrupted() -> int:
+    from evalsuite import exitcodes
+
+    print("evalsuite: interrupted", file=sys.stderr)
+    exitcodes.forget_handled_interrupt()  # else `python -m evalsuite` may die by SIGINT (-2), not exit 130
+    return exitcodes.EXIT_INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; the exit code follows the contract in :mod:`evalsuite.exitcodes`."""
     from evalsuite import exitcodes
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    exitcodes.ignore_signals_at_exit()
     with exitcodes.sigterm_as_interrupt():
+        try:  # Ctrl-C while the parser is built (its imports) is an interrupt too, not a traceback
+            parser = build_parser()
+            args = parser.parse_args(argv)
+        except KeyboardInterrupt:
+            return _interrupted()
+        if not getattr(args, "handler", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
         try:
             return int(args.handler(args))
         except EvalsuiteError as exc:
@@ -833,8 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"evalsuite: error: {exitcodes.one_line(described)}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
-            print("evalsuite: interrupted", file=sys.stderr)
-            return exitcodes.EXIT_INTERRUPTED
+            return _interrupted()
         except Exception as exc:  # anything else is a bug in evalsuite: say so, keep the traceback
             print(exitcodes.internal_error(exc, debug=args.debug), file=sys.stderr)
             return exitcodes.EXIT_INTERNAL

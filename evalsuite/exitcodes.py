@@ -18,6 +18,7 @@ crash must never exit 1.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -30,7 +31,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_GATE_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "describe_os_error",
-           "internal_error", "one_line", "sigterm_as_interrupt"]
+           "forget_handled_interrupt", "ignore_signals_at_exit", "internal_error", "one_line",
+           "sigterm_as_interrupt"]
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -106,3 +108,37 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def forget_handled_interrupt() -> None:
+    """Tell CPython that the KeyboardInterrupt just caught was handled (call it where it is caught).
+
+    CPython remembers a KeyboardInterrupt that left code run by ``exec()`` of a string (which
+    ``dataclasses`` and ``collections.namedtuple`` do, e.g. during a lazy import that Ctrl-C
+    interrupts) as "unhandled", even when the caller catches it; under ``python -m evalsuite``
+    the interpreter then kills itself with SIGINT at exit (return code -2) instead of exiting
+    130. Running ``exec()`` on any string resets that memory, and this is all it does here."""
+    exec("")
+
+
+_AT_EXIT: list[bool] = []
+
+
+def ignore_signals_at_exit() -> None:
+    """At interpreter exit, after the other exit handlers, ignore SIGINT and SIGTERM (once per process).
+
+    The command's work is over then (its exit code decided, its output complete); a signal
+    during the interpreter's own shutdown, when Python no longer handles signals, would
+    otherwise kill the process (return code -2 or -15) in place of that exit code. Exit
+    handlers run last-registered first, so registered when the command starts, this one
+    runs after the handlers that later imports register (thread pools, temporary folders)."""
+    if _AT_EXIT or threading.current_thread() is not threading.main_thread():
+        return
+    _AT_EXIT.append(True)
+
+    def ignore() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(signum, signal.SIG_IGN)
+
+    atexit.register(ignore)

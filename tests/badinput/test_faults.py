@@ -122,6 +122,34 @@ def test_signal_mid_run_then_a_second_run(world: Path, tmp_path: Path, sig: sign
     check_consistent(root)
 
 
+# `python -m evalsuite run` with Ctrl-C landing inside code that exec() builds from a string (as dataclasses and
+# namedtuple do during a lazy import): CPython then remembers an "unhandled" KeyboardInterrupt even though
+# evalsuite handles it, and under -m killed itself with SIGINT at exit (return code -2, not 130).
+INTERRUPTED_IN_EXEC = """
+import runpy, sys
+import evalsuite.runner as runner
+def interrupted(*args, **kwargs):
+    exec("raise KeyboardInterrupt")
+runner.write_details = interrupted
+sys.argv = ["evalsuite", *sys.argv[1:]]
+runpy.run_module("evalsuite", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_inside_exec_code_exits_130_under_python_m(world: Path, tmp_path: Path) -> None:
+    root = copy(world, tmp_path / "w")
+    probe = tmp_path / "probe" / "interrupted_in_exec"
+    probe.mkdir(parents=True)
+    (probe / "__main__.py").write_text(INTERRUPTED_IN_EXEC)
+    environment = env()
+    environment["PYTHONPATH"] = f"{probe.parent}{os.pathsep}{environment['PYTHONPATH']}"
+    proc = subprocess.run([sys.executable, "-m", "interrupted_in_exec", *RUN], cwd=root, env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130 and proc.stderr.strip().splitlines() == ["evalsuite: interrupted"], proc
+    assert hidden(root) == []
+    check_consistent(root)
+
+
 def test_two_concurrent_runs_both_complete(world: Path, tmp_path: Path) -> None:
     root = copy(world, tmp_path / "w")
     before = visible_runs(root)
