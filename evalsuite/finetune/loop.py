@@ -30,6 +30,7 @@ runner's task and retriever construction.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -78,11 +79,21 @@ def _prepare_output(output: Path) -> Path:
     place (where a symlink points)."""
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not (output / "results.json").is_file() \
-            and not (output / "model").is_dir():
+    if output.is_dir() and any(output.iterdir()) and not _is_earlier_finetune(output):
         raise ConfigError(f"--output {output}: the folder is not empty and holds no earlier fine-tune; give a new "
                           "or empty folder")
     return output.resolve() if output.is_symlink() else output
+
+
+def _is_earlier_finetune(folder: Path) -> bool:
+    """Whether ``folder`` is what ``evalsuite finetune`` wrote (its results carry a ``finetune``
+    section; a folder from before outputs were built whole may lack them but has pairs and a
+    model): such a folder is replaced whole, so a suite run's folder (results.json too) is not one."""
+    try:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (folder / "pairs.jsonl").is_file() and (folder / "model").is_dir()
+    return isinstance(results, dict) and isinstance(results.get("finetune"), dict) and bool(results["finetune"])
 
 
 def judged_queries(data: TaskData) -> list[str]:

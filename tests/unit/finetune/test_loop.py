@@ -316,6 +316,11 @@ def test_finetune_needs_a_section_and_a_usable_output(capsys: pytest.CaptureFixt
     suite = write(tmp_path / "s", suite_text(tiny_model, tmp_path / "cache", BASIC))
     code, _, err = run(capsys, "finetune", str(suite), "--output", str(busy))
     assert code == 2 and "not empty and holds no earlier fine-tune" in err
+    # a suite run's folder has a results.json too, but it is not replaced (the output is replaced whole)
+    (busy / "results.json").write_text(json.dumps({"suite": "x", "results": []}))
+    code, _, err = run(capsys, "finetune", str(suite), "--output", str(busy))
+    assert code == 2 and "not empty and holds no earlier fine-tune" in err
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt", "results.json"]
 
 
 def test_pairs_and_mine_negatives_commands(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
