@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from evalsuite._cachefile import require_intact, row_checksum, source_hash
+
 __all__ = ["MEMO_VERSION", "StatsMemo"]
 
 #: bump when the result of a memoised statistic changes for the same inputs (algorithm, convention)
@@ -52,20 +54,8 @@ def _code_hash(sources: Sequence[str | Path]) -> str:
     ``correlation.py``, this one, and the caller's ``sources``), so that a change to one of them
     misses even when nobody bumps :data:`MEMO_VERSION` (a development checkout keeps its version
     number across commits)."""
-    digest = hashlib.blake2b(digest_size=8)
     here = Path(__file__).resolve().parent
-    for path in [here / "stats.py", here / "correlation.py", here / "memo.py", *map(Path, sources)]:
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            digest.update(str(path).encode())
-    return digest.hexdigest()
-
-
-def _checksum(key: str, blob: bytes) -> bytes:
-    """Checksum of a row's value *and* key: a damaged key index (which PRAGMA quick_check does
-    not compare with the table) can lead a lookup to another statistic's intact row."""
-    return hashlib.blake2b(key.encode() + b"\0" + blob, digest_size=8).digest()
+    return source_hash([here / "stats.py", here / "correlation.py", here / "memo.py", *map(Path, sources)])
 
 
 class StatsMemo:
@@ -117,7 +107,7 @@ class StatsMemo:
         self.misses += 1
         value = np.asarray(compute(), dtype=np.float64).ravel()
         blob = value.astype("<f8").tobytes()
-        self._pending[key] = (blob, _checksum(key, blob))
+        self._pending[key] = (blob, row_checksum(blob, key))
         return value
 
     # -- storage -----------------------------------------------------------------------------
@@ -145,9 +135,7 @@ class StatsMemo:
         conn = sqlite3.connect(path, timeout=_TIMEOUT_S)
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value BLOB, checksum BLOB)")
-            verdict = conn.execute("PRAGMA quick_check").fetchone()
-            if not verdict or verdict[0] != "ok":  # damaged pages: reported, not raised; rebuilt
-                raise sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
+            require_intact(conn)  # damaged pages: rebuilt
         except sqlite3.OperationalError as exc:
             if "readonly" not in str(exc):  # a read-only memo can still be read
                 conn.close()
@@ -171,7 +159,7 @@ class StatsMemo:
         if row is None:
             return None
         blob, checksum = row
-        if not isinstance(blob, bytes) or len(blob) % 8 or _checksum(key, blob) != checksum:
+        if not isinstance(blob, bytes) or len(blob) % 8 or row_checksum(blob, key) != checksum:
             return None  # damaged: recomputed, and the row replaced on close
         return np.frombuffer(blob, dtype="<f8").astype(np.float64)
 

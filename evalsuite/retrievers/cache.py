@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite._cachefile import require_intact, row_checksum
+
 __all__ = ["CacheStats", "EmbeddingCache", "cached_encode", "default_cache_dir", "encode_hook", "pack_encoded",
            "text_key", "unpack_encoded"]
 
@@ -100,17 +102,6 @@ def pack_encoded(value: Encoded) -> bytes:
 def unpack_encoded(blob: bytes) -> Encoded:
     """The inverse of :func:`pack_encoded`; ``ValueError`` on a malformed row."""
     return _unpack(blob)
-
-
-def _checksum(blob: bytes, key: str | None = None) -> bytes:
-    """Checksum of a row's bytes and its key: a damaged key index (which ``PRAGMA quick_check``
-    does not compare with the table) can lead a lookup to another text's intact row. ``key=None``:
-    of the bytes alone, as rows written before the key was covered are checked."""
-    digest = hashlib.blake2b(digest_size=8)
-    if key is not None:
-        digest.update(key.encode() + b"\0")
-    digest.update(blob)
-    return digest.digest()
 
 
 @dataclass
@@ -187,9 +178,7 @@ class EmbeddingCache:
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)",
                          (json.dumps(fingerprint, sort_keys=True, default=str),))
             conn.commit()
-            verdict = conn.execute("PRAGMA quick_check").fetchone()
-            if not verdict or verdict[0] != "ok":  # damaged pages: the file is set aside and rebuilt
-                raise sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
+            require_intact(conn)  # damaged pages: the file is set aside and rebuilt
             state = _file_state(path)
             if state is not None:
                 _CHECKED[str(path)] = state
@@ -212,7 +201,7 @@ class EmbeddingCache:
                 ).fetchall()
                 for key, blob, checksum in rows:
                     try:
-                        if _checksum(blob, key) != checksum and _checksum(blob) != checksum:  # 2nd: older rows
+                        if row_checksum(blob, key) != checksum and row_checksum(blob) != checksum:  # 2nd: older rows
                             raise ValueError("checksum mismatch")
                         found[key] = _unpack(blob)
                     except Exception:  # any damage: drop the row, re-encode the text
@@ -231,7 +220,7 @@ class EmbeddingCache:
         rows = []
         for key, value in items.items():
             blob = _pack(value)
-            rows.append((key, blob, _checksum(blob, key)))
+            rows.append((key, blob, row_checksum(blob, key)))
         conn = self._connect(fingerprint)
         try:
             with _own_write(self.path_for(fingerprint)), conn:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite._cachefile import source_hash
 from evalsuite.retrievers.cache import CacheStats, EmbeddingCache, Encoded, encode_hook, text_key
 
 __all__ = ["EncodeTimings", "machine_signature", "runtime_settings"]
@@ -77,14 +78,8 @@ def machine_signature() -> dict[str, Any]:
             versions[package] = None
     threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "EVALSUITE_THREADS",
                                               "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}  # and which GPU "cuda" is
-    code = hashlib.blake2b(digest_size=8)
-    for path in _TIMED_SOURCES:
-        try:
-            code.update(path.read_bytes())
-        except OSError:
-            code.update(str(path).encode())
     return {"host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": usable, "gpus": _gpus(),
-            "threads": threads, "versions": versions, "code": code.hexdigest(), "timing_version": _VERSION}
+            "threads": threads, "versions": versions, "code": source_hash(_TIMED_SOURCES), "timing_version": _VERSION}
 
 
 def runtime_settings(*sources: Any, **extra: Any) -> dict[str, Any]:
@@ -136,7 +131,6 @@ class EncodeTimings:
         self._record = True
         self._credit_ms = 0.0
         self.counts = {"measured": 0, "this_run": 0, "earlier_run": 0}
-        self.store_error: str | None = None
 
     # -- the store ----------------------------------------------------------------------------
 
@@ -159,8 +153,7 @@ class EncodeTimings:
         asked.update(keys)
         try:
             found, _ = self.store.get_many(self._store_fingerprint(fp_key), keys)
-        except (OSError, sqlite3.Error) as exc:  # unreadable store: time everything here
-            self.store_error = str(exc)
+        except (OSError, sqlite3.Error):  # unreadable store: time everything here
             return
         for key, value in found.items():
             array = np.asarray(value, dtype=np.float64).ravel()
@@ -174,10 +167,8 @@ class EncodeTimings:
         if self.store is None:
             return
         for fp_key, items in pending.items():
-            try:
+            with contextlib.suppress(OSError, sqlite3.Error):  # a read-only or locked store: timed again next run
                 self.store.put_many(self._store_fingerprint(fp_key), items)
-            except (OSError, sqlite3.Error) as exc:
-                self.store_error = str(exc)
 
     # -- charging -----------------------------------------------------------------------------
 
