@@ -380,7 +380,7 @@ def _write_requested(report: Any, args: argparse.Namespace) -> None:
     """The --junit / --markdown / --json files a command was asked for."""
     from pathlib import Path
 
-    from evalsuite.io._text import atomic_write
+    from evalsuite.io._text import atomic_write, naming_errors
 
     for target, text in ((args.junit, report.junit_xml()), (args.markdown, report.markdown()),
                          (args.json, report.to_json() + "\n")):
@@ -390,13 +390,8 @@ def _write_requested(report: Any, args: argparse.Namespace) -> None:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             mode = "a" if target == os.environ.get("GITHUB_STEP_SUMMARY") else "w"
             if mode == "a":  # GitHub's job summary collects what every step appends
-                try:
-                    with open(target, "a", encoding="utf-8") as fh:
-                        fh.write(text)
-                except OSError as exc:
-                    if exc.filename is None and exc.errno is not None:  # a full disk names no file
-                        raise OSError(exc.errno, exc.strerror, target) from None
-                    raise
+                with naming_errors(target), open(target, "a", encoding="utf-8") as fh:  # a full disk names no file
+                    fh.write(text)
             else:
                 with atomic_write(target) as fh:
                     fh.write(text)

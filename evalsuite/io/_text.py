@@ -20,7 +20,8 @@ from typing import Any
 
 from evalsuite.errors import DataError
 
-__all__ = ["Problems", "atomic_write", "check_file", "csv_rows", "json_loads", "read_text"]
+__all__ = ["Problems", "atomic_write", "check_file", "csv_rows", "is_process_stream", "json_loads", "naming_errors",
+           "read_text"]
 
 # Long documents in CSV corpora are normal; csv's default limit (131,072 characters per field) is not a
 # property of the data. Raised once, for the whole process.
@@ -222,6 +223,31 @@ def is_process_stream(path: str | Path) -> bool:
 
 
 @contextmanager
+def naming_errors(path: str | Path) -> Iterator[None]:
+    """An OSError raised inside that names no file (a full disk, a file-size limit: the write
+    or close fails, not the open) is raised again naming ``path``, so the message says which."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+
+
+@contextmanager
+def _opened(where: int | str | Path, *, gz: bool, binary: bool) -> Iterator[Any]:
+    """``where`` (a path or a file descriptor) opened for writing: text as UTF-8 with LF line
+    ends, or bytes; gzip-compressed with ``gz``."""
+    encoding = None if binary else "utf-8"
+    if gz:
+        with open(where, "wb") as raw, gzip.open(raw, "wb" if binary else "wt", encoding=encoding) as out:
+            yield out
+    else:
+        with open(where, "wb" if binary else "w", encoding=encoding, newline=None if binary else "\n") as out:
+            yield out
+
+
+@contextmanager
 def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and move it in place only on success,
     so that a failure never leaves a half-written file. ``.gz`` paths are gzip-compressed.
@@ -232,6 +258,7 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     the output is redirected to a file). A symlink to a file is kept: the file it names is replaced.
     """
     target = Path(path)
+    gz = target.suffix == ".gz"
     try:
         mode = target.stat().st_mode  # follows links: /dev/stdout -> /proc/self/fd/1 -> a pipe
     except OSError:
@@ -247,20 +274,9 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
                         stream.flush()
                 except (OSError, ValueError, AttributeError):
                     pass
-        try:
-            where: int | Path = os.dup(own_fd) if own_fd is not None else target
-            if target.suffix == ".gz":
-                with open(where, "wb") as raw, gzip.open(raw, "wb" if binary else "wt",
-                                                         encoding=None if binary else "utf-8") as gz:
-                    yield gz
-            else:
-                with open(where, "wb" if binary else "w", encoding=None if binary else "utf-8",
-                          newline=None if binary else "\n") as fh:
-                    yield fh
-        except OSError as exc:
-            if exc.filename is None and exc.errno is not None:  # a failed write names no file: name it
-                raise OSError(exc.errno, exc.strerror, str(target)) from None
-            raise
+        with naming_errors(target), _opened(os.dup(own_fd) if own_fd is not None else target, gz=gz,
+                                            binary=binary) as out:
+            yield out
         return
     if target.is_symlink():  # summary.md -> shared/summary.md: replace the file it names, keep the link
         target = Path(os.path.realpath(target))
@@ -268,17 +284,10 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[Any]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-    encoding = None if binary else "utf-8"
     try:
-        if target.suffix == ".gz":
-            with gzip.open(tmp, "wb" if binary else "wt", encoding=encoding) as gz:
-                yield gz
-        else:
-            with open(tmp, "wb" if binary else "w", encoding=encoding, newline=None if binary else "\n") as fh:
-                yield fh
+        with naming_errors(target), _opened(tmp, gz=gz, binary=binary) as out:
+            yield out
         os.replace(tmp, target)
-    except BaseException as exc:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:  # a full disk: name the file
-            raise OSError(exc.errno, exc.strerror, str(target)) from None
         raise

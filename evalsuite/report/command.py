@@ -58,7 +58,7 @@ def add_report_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Handler of ``evalsuite report``: 0 on success (the report says whether gates failed)."""
-    from evalsuite.io._text import _own_fd, atomic_write
+    from evalsuite.io._text import atomic_write, is_process_stream
     from evalsuite.report.markdown import render_markdown
     from evalsuite.report.model import build_report
     from evalsuite.report.render import SIZE_BUDGET, report_html
@@ -92,7 +92,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as fh:
             fh.write(html)
-        if path.is_file() and _own_fd(path) is None:
+        if path.is_file() and not is_process_stream(path):
             size = path.stat().st_size  # as written (report.html.gz is compressed)
             print(f"report: {path} ({size / 1024:.0f} kB)")
         else:  # -o /dev/stdout: the line goes to stderr, not into the HTML
