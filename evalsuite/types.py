@@ -341,10 +341,7 @@ class Run(_Collection):
                 d = _check_ids(d, "doc ids")
             n_docs = len(d)
         try:
-            if not copy_scores and isinstance(scores, np.ndarray) and scores.dtype == np.float64:
-                s = scores
-            else:
-                s = np.array(scores, dtype=np.float64)
+            s = np.array(scores, dtype=np.float64) if copy_scores else np.asarray(scores, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise DataError(f"run: every score must be a number ({exc})") from None
         n_query_rows = int(offsets[-1])
