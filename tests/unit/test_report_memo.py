@@ -19,6 +19,7 @@ from evalsuite.metrics.memo import MEMO_VERSION, StatsMemo
 from evalsuite.report import Report, build_report
 from evalsuite.report import model as report_model
 from evalsuite.results import SuiteResults
+from tests._sqlitedamage import swapped_index_keys
 from tests.unit.test_report import RESAMPLES, _write_fixture
 
 
@@ -225,21 +226,10 @@ def test_a_row_reached_under_another_key_is_not_served(tmp_path: Path) -> None:
         for i, x in enumerate(inputs):
             memo.remember("k", [x], {}, lambda i=i: value(i))  # type: ignore[misc]
     path = tmp_path / "built" / "statistics" / f"memo-v{MEMO_VERSION}.sqlite"
-    with sqlite3.connect(path) as conn:
-        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE type = 'index'").fetchone()
-    clean = path.read_bytes()
-    index = slice((root - 1) * page_size, root * page_size)  # 50 keys: the whole index on one page
-    for j in range(len(keys) - 1):
-        a, b = keys[j].encode(), keys[j + 1].encode()
-        page = bytearray(clean[index])
-        at_a, at_b = page.index(a), page.index(b)
-        page[at_a:at_a + len(a)], page[at_b:at_b + len(b)] = b, a
-        damaged = bytearray(clean)
-        damaged[index] = page
+    for j, damaged in swapped_index_keys(path, "memo", keys):  # 50 keys: the whole index on one page
         folder = tmp_path / f"swap{j}"
         (folder / "statistics").mkdir(parents=True)
-        (folder / "statistics" / path.name).write_bytes(bytes(damaged))
+        (folder / "statistics" / path.name).write_bytes(damaged)
         with sqlite3.connect(folder / "statistics" / path.name) as conn:
             assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
         with StatsMemo(folder) as memo:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from evalsuite.retrievers.cache import EmbeddingCache, cached_encode, default_cache_dir, text_key
+from tests._sqlitedamage import swapped_index_keys
 
 FP = {"model": "toy", "weights": "abc", "dim": 3}
 
@@ -86,24 +87,11 @@ def test_a_row_reached_under_another_key_is_not_served(tmp_path: Path) -> None:
     expected = CountingEncoder()(texts)
     built = EmbeddingCache(tmp_path / "built")
     cached_encode(texts, CountingEncoder(), cache=built, fingerprint=FP)
-    path = built.path_for(FP)
-    with sqlite3.connect(path) as conn:
-        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_entries_1'"
-                               ).fetchone()
-    clean = path.read_bytes()
-    index = slice((root - 1) * page_size, root * page_size)  # 50 keys: the whole index on one page
-    keys = sorted(text_key(t) for t in texts)
-    for j in range(len(keys) - 1):
-        a, b = keys[j].encode(), keys[j + 1].encode()
-        page = bytearray(clean[index])
-        at_a, at_b = page.index(a), page.index(b)
-        page[at_a:at_a + len(a)], page[at_b:at_b + len(b)] = b, a
-        damaged = bytearray(clean)
-        damaged[index] = page
+    # 50 keys: the whole index on one page
+    for j, damaged in swapped_index_keys(built.path_for(FP), "entries", [text_key(t) for t in texts]):
         cache = EmbeddingCache(tmp_path / f"swap{j}")
         cache.path_for(FP).parent.mkdir(parents=True)
-        cache.path_for(FP).write_bytes(bytes(damaged))
+        cache.path_for(FP).write_bytes(damaged)
         with sqlite3.connect(cache.path_for(FP)) as conn:
             assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
         values, _ = cached_encode(texts, CountingEncoder(), cache=cache, fingerprint=FP)
