@@ -217,30 +217,18 @@ def test_changed_encoding_code_times_again(tmp_path: Path, monkeypatch: pytest.M
         encode_timing.machine_signature.cache_clear()
 
 
-def test_the_visible_gpus_are_part_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``device='cuda'`` runs on whichever GPU CUDA_VISIBLE_DEVICES names first: on a machine
-    with two kinds of GPU, a timing taken on one must not be charged on the other."""
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    encode_timing.machine_signature.cache_clear()
-    try:
-        first = encode_timing.machine_signature()
-        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-        encode_timing.machine_signature.cache_clear()
-        assert encode_timing.machine_signature() != first
-    finally:
-        monkeypatch.undo()
-        encode_timing.machine_signature.cache_clear()
-
-
-def test_the_gpu_order_is_part_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CUDA_DEVICE_ORDER decides which GPU is "cuda:0" (FASTEST_FIRST, CUDA's default, or
-    PCI_BUS_ID): with the same CUDA_VISIBLE_DEVICES it picks another GPU on a mixed machine."""
+@pytest.mark.parametrize(("variable", "other"), [("CUDA_VISIBLE_DEVICES", "1"), ("CUDA_DEVICE_ORDER", "PCI_BUS_ID")])
+def test_which_gpu_cuda_means_is_part_of_the_machine(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                      other: str) -> None:
+    """``device='cuda'`` runs on whichever GPU CUDA_VISIBLE_DEVICES names first, and
+    CUDA_DEVICE_ORDER (FASTEST_FIRST, CUDA's default, or PCI_BUS_ID) decides which that is: on a
+    machine with two kinds of GPU, a timing taken on one must not be charged on the other."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
     encode_timing.machine_signature.cache_clear()
     try:
         first = encode_timing.machine_signature()
-        monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        monkeypatch.setenv(variable, other)
         encode_timing.machine_signature.cache_clear()
         assert encode_timing.machine_signature() != first
     finally:
