@@ -100,16 +100,21 @@ def test_a_second_run_reuses_the_stored_timing_and_fresh_times_again(tmp_path: P
     assert calls == 2 + 5 + 1 and fresh["latency_encodings"]["measured"] == 6
 
 
+def _encodings_measured(tmp_path: Path, corpus: Corpus, queries: Queries, store: Path) -> int:
+    """How many query encodings a latency measurement with the timing store ``store`` timed anew."""
+    dense = _dense(SlowEncoder(), tmp_path, corpus, queries)
+    timings = EncodeTimings(EmbeddingCache(store))
+    costs = CostMeter(corpus, queries, k=5, latency_queries=4, warmup=0, timings=timings).measure(
+        dense, index_seconds=0.0)
+    return int(costs["latency_encodings"]["measured"])
+
+
 def test_another_machine_or_an_unreadable_store_times_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus, queries = _data()
     store = tmp_path / "latency"
 
     def measured() -> int:
-        dense = _dense(SlowEncoder(), tmp_path, corpus, queries)
-        timings = EncodeTimings(EmbeddingCache(store))
-        costs = CostMeter(corpus, queries, k=5, latency_queries=4, warmup=0, timings=timings).measure(
-            dense, index_seconds=0.0)
-        return int(costs["latency_encodings"]["measured"])
+        return _encodings_measured(tmp_path, corpus, queries, store)
 
     assert measured() == 5
     assert measured() == 0
@@ -201,11 +206,7 @@ def test_changed_encoding_code_times_again(tmp_path: Path, monkeypatch: pytest.M
     encode_timing.machine_signature.cache_clear()
 
     def measured() -> int:
-        dense = _dense(SlowEncoder(), tmp_path, corpus, queries)
-        timings = EncodeTimings(EmbeddingCache(store))
-        costs = CostMeter(corpus, queries, k=5, latency_queries=4, warmup=0, timings=timings).measure(
-            dense, index_seconds=0.0)
-        return int(costs["latency_encodings"]["measured"])
+        return _encodings_measured(tmp_path, corpus, queries, store)
 
     try:
         assert measured() == 5
