@@ -14,9 +14,9 @@ import pytest
 from hypothesis import settings
 
 # Property tests draw the same examples on every run by default ("deterministic"), so that CI
-# is reproducible: pytrec-eval-terrier 0.5.11, the oracle, can hang inside its C evaluate() on
-# some generated runs after earlier calls in the same process (seen with --hypothesis-seed=3;
-# the same input alone does not hang). `HYPOTHESIS_PROFILE=explore` draws fresh examples.
+# is reproducible; `HYPOTHESIS_PROFILE=explore` draws fresh examples. (The oracle's hang once
+# blamed on some seeds was trec_eval's, on queries judged only negatively: see
+# tests/crosscheck/test_vs_pytrec_eval.py, with_a_nonnegative_grade.)
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.register_profile("explore")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
@@ -51,3 +51,11 @@ def golden_dir() -> Path:
 def cache_dir(tmp_path: Path) -> Path:
     """A fresh embedding cache folder per test."""
     return tmp_path / "cache"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Real-model and training runs (marked slow, opt-in) may take longer than the default
+    run's per-test limit (pyproject's ``timeout``): they run without one."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(0))
