@@ -69,7 +69,7 @@ def with_a_nonnegative_grade(qrels: dict) -> dict:
     query whose every judgement is negative (form_res_rels.c counts levels 0..max_rel, and
     max_rel is -1): the query inherits the previous query's count, possibly from an earlier
     evaluator whose level array has been freed, and ndcg then walks garbage counts, which hung
-    CI for 90 minutes. By trec_eval's own definitions such a query has no relevant document,
+    CI for its whole 90 minutes. By trec_eval's own definitions such a query has no relevant document,
     so every measure is 0 for it, which is what a query left out gets under ``-c``.
     """
     return {q: docs for q, docs in qrels.items() if max(docs.values()) >= 0}
