@@ -139,6 +139,40 @@ def point_latest(folder: Path, run_id: str) -> None:
             raise
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process
+        return True
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
+
+
+def recover_interrupted_swap(target: Path) -> list[Path]:
+    """Finish a :func:`replace_folder` whose process was killed between its two renames.
+
+    Such a process leaves the old folder aside as ``.<name>.old-<pid>``: when ``target`` is
+    missing, the old folder is put back (the new one never arrived); when ``target`` exists,
+    the new folder is in place and the old one is removed. Folders of live processes are left
+    alone. Returns the folders handled."""
+    handled: list[Path] = []
+    prefix = f".{target.name}.old-"
+    if not target.parent.is_dir():
+        return handled
+    for entry in sorted(target.parent.iterdir()):
+        pid = entry.name[len(prefix):]
+        if (not entry.name.startswith(prefix) or not pid.isdigit() or entry.is_symlink() or not entry.is_dir()
+                or _alive(int(pid))):
+            continue
+        if target.exists() or target.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.rename(target)
+        handled.append(entry)
+    return handled
+
+
 def replace_folder(staged: Path, target: Path) -> None:
     """Move the complete folder ``staged`` to ``target``, replacing an existing one only then.
 
@@ -164,13 +198,15 @@ def building(target: Path) -> Iterator[Path]:
     When the block ends normally, the folder built there replaces ``target`` (an existing
     one only then, :func:`replace_folder`). On any exception, Ctrl-C or SIGTERM it is
     removed, ``target`` is left as it was, and the parent folders made for it are removed
-    again. Partial folders of ``target`` left by killed processes are cleaned first."""
+    again. Partial folders of ``target`` left by killed processes are cleaned first, and a
+    swap a killed process left half done is finished (:func:`recover_interrupted_swap`)."""
     started = time.time()
     parent = target.parent
     created = [p for p in (parent, *parent.parents) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}."
     clean_stale_partials(parent, started, prefix=prefix)
+    recover_interrupted_swap(target)
     work = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=parent))
     fd = os.open(work, os.O_RDONLY)
     try:

@@ -41,3 +41,32 @@ def test_building_cleans_only_its_own_stale_partial_folders(tmp_path: Path) -> N
     with building(tmp_path / "DIR") as work:
         (work / "f").write_text("x")
     assert sorted(os.listdir(tmp_path)) == [".download.partial", "DIR"]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("new_arrived", [False, True])
+def test_a_swap_killed_between_its_renames_is_finished_by_the_next_build(tmp_path: Path, new_arrived: bool) -> None:
+    """SIGKILL after the old folder went aside: without the new one, the old one comes back;
+    with it, the old one goes. A live process's folder aside is left alone."""
+    target, aside = tmp_path / "DIR", tmp_path / f".DIR.old-{dead_pid()}"
+    aside.mkdir()
+    (aside / "old.txt").write_text("old")
+    live = tmp_path / f".DIR.old-{os.getpid()}"
+    live.mkdir()
+    if new_arrived:
+        target.mkdir()
+        (target / "new.txt").write_text("new")
+    with pytest.raises(KeyboardInterrupt), building(target):
+        assert not aside.exists()
+        assert sorted(p.name for p in target.iterdir()) == (["new.txt"] if new_arrived else ["old.txt"])
+        raise KeyboardInterrupt
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "DIR"])
