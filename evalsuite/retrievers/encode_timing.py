@@ -161,14 +161,20 @@ class EncodeTimings:
                 self._memo.setdefault((fp_key, key), (float(array[0]), True))
 
     def save(self) -> None:
-        """Write the times recorded in this process to the store (kept best-effort: a read-only
-        cache just means the next run times them again)."""
+        """Write the times recorded in this process to the store. A cache that cannot be
+        written (read-only, locked, full) gets a warning: the next run times them again."""
         pending, self._unsaved = self._unsaved, {}
         if self.store is None:
             return
         for fp_key, items in pending.items():
-            with contextlib.suppress(OSError, sqlite3.Error):  # a read-only or locked store: timed again next run
+            try:
                 self.store.put_many(self._store_fingerprint(fp_key), items)
+            except (OSError, sqlite3.Error) as exc:
+                import warnings
+
+                warnings.warn(f"query encoding times not kept in the cache ({self.store.root}: {exc}); "
+                              "the next run times them again", RuntimeWarning, stacklevel=2)
+                return
 
     # -- charging -----------------------------------------------------------------------------
 

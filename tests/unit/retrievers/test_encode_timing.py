@@ -235,3 +235,19 @@ def test_which_gpu_cuda_means_is_part_of_the_machine(monkeypatch: pytest.MonkeyP
     finally:
         monkeypatch.undo()
         encode_timing.machine_signature.cache_clear()
+
+
+def test_an_unwritable_store_is_said_not_kept_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus, queries = _data()
+    store = EmbeddingCache(tmp_path)
+    dense = _dense(SlowEncoder(), tmp_path, corpus, queries)
+    timings = EncodeTimings(store)
+    meter = CostMeter(corpus, queries, k=5, latency_queries=3, warmup=1, timings=timings)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "put_many", full)
+    with pytest.warns(RuntimeWarning, match=r"query encoding times not kept in the cache \(.*No space left"):
+        measured = meter.measure(dense, index_seconds=0.0)
+    assert measured["latency_encodings"]["measured"] == 4  # measured all the same, just not kept
