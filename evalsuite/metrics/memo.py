@@ -18,7 +18,8 @@ so any change of input or parameter misses. Values are float64 arrays stored bit
 bytes; a damaged row, or one a damaged index leads to under another key, is ignored (and
 overwritten when recomputed), a file that is not a database or fails ``PRAGMA quick_check``
 is deleted and started afresh, and a cache that cannot be read or written (read-only, locked,
-missing permissions) leaves the memo off: the statistics are computed as without one.
+missing permissions) leaves the memo off, with a warning: the statistics are computed as
+without one.
 """
 
 from __future__ import annotations
@@ -125,9 +126,10 @@ class StatsMemo:
             except sqlite3.DatabaseError:  # not a database: a memo is cheap to rebuild
                 self.path.unlink()
                 self._conn = self._open(self.path)
-        except (OSError, sqlite3.Error):
+        except (OSError, sqlite3.Error) as exc:
             self._off = True  # unusable cache: compute everything, store nothing
             self._conn = None
+            _warn(f"statistics memo not usable ({self.path}: {exc}); computing without it")
         return self._conn
 
     @staticmethod
@@ -164,7 +166,7 @@ class StatsMemo:
         return np.frombuffer(blob, dtype="<f8").astype(np.float64)
 
     def close(self) -> None:
-        """Commit what was computed (silently nothing when the cache cannot be written)."""
+        """Commit what was computed (a warning, and nothing kept, when the cache cannot be written)."""
         try:
             if self._pending:
                 conn = self._connection()
@@ -172,10 +174,16 @@ class StatsMemo:
                     with conn:
                         conn.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?)",
                                          [(k, b, c) for k, (b, c) in self._pending.items()])
-        except sqlite3.Error:
-            pass  # read-only, locked or full: computed, just not kept
+        except sqlite3.Error as exc:  # read-only, locked or full: computed, just not kept
+            _warn(f"statistics not kept in the memo ({self.path}: {exc}); the next report computes them again")
         finally:
             self._pending.clear()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
