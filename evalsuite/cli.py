@@ -7,6 +7,7 @@ Library code never prints; this module does. Every user error is one line on std
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -812,11 +813,48 @@ def _interrupted() -> int:
     return exitcodes.EXIT_INTERRUPTED
 
 
+def _show_own_warnings_as_lines() -> Callable[[], None]:
+    """Print evalsuite's own warnings as one ``evalsuite: warning: ...`` line each, like its notes
+    (other packages' warnings as Python prints them); returns the function that undoes it."""
+    import warnings
+
+    from evalsuite.exitcodes import one_line
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        if not os.path.abspath(filename).startswith(package):
+            original(message, category, filename, lineno, file, line)
+            return
+        with contextlib.suppress(OSError, ValueError):  # stderr closed: nowhere to say it
+            print(f"evalsuite: warning: {one_line(str(message))}", file=file if file is not None else sys.stderr)
+
+    warnings.showwarning = show
+
+    def undo() -> None:
+        if warnings.showwarning is show:
+            warnings.showwarning = original
+
+    return undo
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; the exit code follows the contract in :mod:`evalsuite.exitcodes`."""
     from evalsuite import exitcodes
 
     exitcodes.ignore_signals_at_exit()
+    undo_warnings = _show_own_warnings_as_lines()
+    try:
+        return _main(argv)
+    finally:
+        undo_warnings()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from evalsuite import exitcodes
+
     with exitcodes.sigterm_as_interrupt():
         try:  # Ctrl-C while the parser is built (its imports) is an interrupt too, not a traceback
             parser = build_parser()

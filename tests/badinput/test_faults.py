@@ -238,6 +238,8 @@ def test_read_only_cache_falls_back_with_a_note(world: Path, tmp_path: Path, tmp
     done = run_cli(root, "run", "suite.yaml", "--no-progress", "--cache-dir", str(tmpfs / "cache"))
     assert done.returncode == 0, done.stderr
     assert "leakage summary not cached" in done.stderr and "Traceback" not in done.stderr
+    assert "evalsuite: warning: statistics memo not usable (" in done.stderr  # one line, like the notes
+    assert "RuntimeWarning" not in done.stderr
     check_consistent(root)
 
 

@@ -188,3 +188,26 @@ def test_a_full_disk_hint_names_the_flag_that_chose_the_file(tmp_path: Path, mon
     assert main(["gate", str(run_folder(tmp_path)), "--markdown", "/dev/full"]) == 2
     err = capsys.readouterr().err
     assert "/dev/full: No space left on device (free some space or choose another --markdown)" in err, err
+
+
+def test_own_warnings_are_one_line_others_as_python_prints_them(capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    import evalsuite
+    from evalsuite.cli import _show_own_warnings_as_lines
+
+    passed_on: list[tuple[str, int]] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+                        passed_on.append((filename, lineno)))
+    before = warnings.showwarning
+    inside = str(Path(evalsuite.__file__).parent / "metrics" / "memo.py")
+    undo = _show_own_warnings_as_lines()
+    try:
+        warnings.showwarning(RuntimeWarning("memo not usable (read-only)"), RuntimeWarning, inside, 154)
+        warnings.showwarning(UserWarning("from elsewhere"), UserWarning, "/elsewhere/pkg/mod.py", 7)
+    finally:
+        undo()
+    assert warnings.showwarning is before
+    assert capsys.readouterr().err == "evalsuite: warning: memo not usable (read-only)\n"
+    assert passed_on == [("/elsewhere/pkg/mod.py", 7)]
