@@ -52,13 +52,26 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+#: how long moving ``latest`` waits for another process's lock on the suite folder (evalsuite
+#: itself holds it for milliseconds; a stopped run or another program could hold it forever)
+_LOCK_TIMEOUT_S = 30.0
+
+
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` (blocking), for the read-compare-replace of ``latest``."""
+def _locked(folder: Path, what: str, hint: str) -> Iterator[None]:
+    """An exclusive lock on ``folder``, for the read-compare-replace of ``latest``.
+
+    Waits at most :data:`_LOCK_TIMEOUT_S`, then raises a :class:`DataError` saying that
+    ``what`` (the step that needed the lock) was not done, and ``hint``."""
     fd = os.open(folder, os.O_RDONLY)
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + _LOCK_TIMEOUT_S
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise DataError(f"another process has held the lock on this folder for {_LOCK_TIMEOUT_S:g} s, "
+                                f"so {what}", path=folder,
+                                hint=f"find it with 'fuser -v {folder}'; {hint}")
+            time.sleep(0.05)
         yield
     finally:
         os.close(fd)
@@ -119,7 +132,8 @@ def point_latest(folder: Path, run_id: str) -> None:
 
     Does nothing when ``latest`` already names a later run that exists (concurrent runs)."""
     link = folder / "latest"
-    with _locked(folder):
+    with _locked(folder, f"'latest' was not moved to run {run_id}, which is saved in {folder / run_id}",
+                 f"then point 'latest' at the run with 'ln -sfn {run_id} {link}'"):
         current = _current(link)
         if (current is not None and _RUN_ID.fullmatch(current) and _RUN_ID.fullmatch(run_id)
                 and current > run_id and (folder / current).is_dir()):

@@ -70,3 +70,34 @@ def test_a_swap_killed_between_its_renames_is_finished_by_the_next_build(tmp_pat
         assert sorted(p.name for p in target.iterdir()) == (["new.txt"] if new_arrived else ["old.txt"])
         raise KeyboardInterrupt
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, "DIR"])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_moving_latest_waits_for_a_held_lock_only_so_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holding the suite folder's lock (a stopped run, any program) must not
+    hang the run forever: after a bounded wait, one error says what was not done and what to do."""
+    import subprocess
+    import sys
+
+    from evalsuite import _runfolder
+    from evalsuite.errors import DataError
+
+    (tmp_path / "20261203T000000Z-aaaaaa").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+                               str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        monkeypatch.setattr(_runfolder, "_LOCK_TIMEOUT_S", 0.3, raising=False)
+        started = time.monotonic()
+        with pytest.raises(DataError, match=r"another process has held the lock on this folder for 0.3 s, so "
+                                            r"'latest' was not moved to run 20261203T000000Z-aaaaaa.*ln -sfn"):
+            _runfolder.point_latest(tmp_path, "20261203T000000Z-aaaaaa")
+        assert time.monotonic() - started < 5
+        assert not (tmp_path / "latest").exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    _runfolder.point_latest(tmp_path, "20261203T000000Z-aaaaaa")  # released: moves at once
+    assert os.readlink(tmp_path / "latest") == "20261203T000000Z-aaaaaa"
