@@ -24,7 +24,7 @@ What runs where (``docs/scale-out.md`` has the picture and the measured overhead
 Joining a cluster: ``address`` (``--ray-address``, else ``$RAY_ADDRESS``, else the suite's
 ``ray.address``); none starts a local instance for the run and stops it afterwards. A
 ``host:port`` that does not accept a TCP connection within ``connect_timeout_s`` seconds,
-or that does not answer as a Ray head (Ray retries for the same time), is a one-line
+or that does not answer as a Ray head (within about ``connect_timeout_s`` + 10 s), is a one-line
 :class:`~evalsuite.errors.ConfigError` (exit 2), never a hang.
 """
 
@@ -102,8 +102,18 @@ class RayExecutor:
 
     def _connect(self) -> None:
         address = self.address
-        if "ray" not in sys.modules:  # Ray reads this once: its retries of a silent head, ~1 s each
-            os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", str(max(1, math.ceil(self.spec.connect_timeout_s))))
+        local = address in (None, "", "local")
+        if "ray" not in sys.modules:  # Ray reads these once, at import
+            seconds = str(max(1, math.ceil(self.spec.connect_timeout_s)))
+            if local:  # its waits for the GCS it starts, ~1 s each
+                os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", seconds)
+            else:
+                # a head that takes the TCP connection but does not answer as Ray: each attempt
+                # waits ~10 s (connect, pubsub) plus py_gcs_connect_timeout_s (default 30 s), and
+                # Ray makes NUM_REDIS_GET_RETRIES of them (20: ~14 minutes); one attempt bounded
+                # by connect_timeout_s instead
+                os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "1")
+                os.environ.setdefault("RAY_py_gcs_connect_timeout_s", seconds)
         ray = require("ray", package="ray[data]", extra="ray", purpose="executor: ray")
         if ray.is_initialized():  # joined already (a test session, a notebook): used, never stopped here
             self._joined = "connected"
@@ -111,7 +121,6 @@ class RayExecutor:
             return
         if address not in (None, "", "auto", "local"):
             _check_reachable(str(address), self.spec.connect_timeout_s)
-        local = address in (None, "", "local")
         # a quiet run shows the 'ray' logger's errors only (not its start-up warnings), and no
         # worker output (a worker's error still reaches the driver, as the exception it raises)
         kwargs: dict[str, Any] = {"include_dashboard": False,

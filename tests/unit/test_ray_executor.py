@@ -186,6 +186,33 @@ def test_suite_on_ray_equals_local_for_dense_bm25_and_hybrid(tmp_path: Path) -> 
         assert settings["num_shards"] == 2 and settings["grid"] is grid_mode and settings["cpus"] == 2
 
 
+def test_a_head_that_takes_the_connection_but_never_answers_fails_within_the_connect_timeout(
+        tmp_path: Path) -> None:
+    """A port that accepts TCP but is no Ray head (here: a socket that listens and never
+    answers) was retried by Ray 20 times at ~40 s each (~14 minutes); it must fail within
+    about ``connect_timeout_s`` plus Ray's fixed connect steps (shortened here to 1 s each)."""
+    with socket.socket() as silent:
+        silent.bind(("", 0))  # every address: Ray rewrites 127.0.0.1 to the node's own address
+        silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+        port = silent.getsockname()[1]
+        suite = tmp_path / "s.yaml"
+        suite.write_text(f"name: s\ntasks: [{{name: g, type: golden, path: {REPO / 'golden_sets' / 'cranfield-50'}}}]\n"
+                         f"retrievers: [{{name: bm25, type: bm25}}]\noutput: {tmp_path / 'out'}\n"
+                         "ray: {connect_timeout_s: 2}\n")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_gcs_rpc_server_connect_timeout_s": "1"}
+        for name in ("RAY_ADDRESS", "RAY_NUM_REDIS_GET_RETRIES", "RAY_py_gcs_connect_timeout_s"):
+            env.pop(name, None)
+        began = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "evalsuite", "run", str(suite), "-q", "--executor", "ray",
+                               "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
+                              timeout=120)
+        elapsed = time.perf_counter() - began
+    assert proc.returncode == 2, proc.stderr
+    assert f"evalsuite: error: cannot join the Ray cluster at '127.0.0.1:{port}'" in proc.stderr
+    assert "Traceback" not in proc.stderr and elapsed < 30, (elapsed, proc.stderr)
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
