@@ -138,6 +138,27 @@ class RayExecutor:
         self._owned = local
         self._joined = "local" if local else str(address)
         self._describe(ray, "started a local Ray instance" if local else f"joined the Ray cluster at {address}")
+        self._check_worker_fits(ray)
+
+    def _check_worker_fits(self, ray: Any) -> None:
+        """A worker asking for more CPUs or GPUs than any node has is never scheduled, and Ray
+        waits for it forever: a local instance (no autoscaler) fails at once instead, a joined
+        cluster (which may scale up) says that the run waits for such a node."""
+        cpus, gpus = self.spec.num_cpus_per_worker, self.spec.num_gpus_per_worker
+        nodes: list[dict[str, float]] = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)]
+        if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+            return
+        biggest: dict[str, float] = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+        need = f"{cpus:g} CPU(s)" + (f" and {gpus:g} GPU(s)" if gpus else "")
+        have = f"{biggest.get('CPU', 0):g} CPU(s)" + (f" and {biggest.get('GPU', 0):g} GPU(s)" if gpus else "")
+        what = (f"a Ray worker needs {need} (ray.num_cpus_per_worker / num_gpus_per_worker), but the largest "
+                f"node of the {'local Ray instance' if self._owned else 'cluster'} has {have}")
+        if not self._owned:
+            self.say(f"{what}: the run waits until the cluster adds such a node")
+            return
+        self.close()
+        lower = "lower them in the suite's 'ray:' section" + (", 0 GPUs to encode on CPUs" if gpus else "")
+        raise ConfigError(f"{what}, so the workers would wait forever ({lower}, or join a cluster with such a node)")
 
     def _describe(self, ray: Any, what: str) -> None:
         resources = ray.cluster_resources()

@@ -213,6 +213,25 @@ def test_a_head_that_takes_the_connection_but_never_answers_fails_within_the_con
     assert not (tmp_path / "out").exists()
 
 
+def test_a_worker_no_node_can_host_is_one_line_and_exit_2_not_a_wait_forever(tmp_path: Path) -> None:
+    """``num_gpus_per_worker: 1`` on a machine without GPUs: Ray never schedules the encoding
+    actor and the run waited forever at 'encoding ... on 1 Ray worker(s)'."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ntasks: [{{name: g, type: golden, path: {REPO / 'golden_sets' / 'cranfield-50'}}}]\n"
+                     f"retrievers: [{{name: dense, type: dense}}]\noutput: {tmp_path / 'out'}\n"
+                     "executor: ray\nray: {num_gpus_per_worker: 1000, num_cpus: 1, num_workers: 1}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-m", "evalsuite", "run", str(suite), "-q", "--no-cache"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evalsuite: error: a Ray worker needs 1 CPU(s) and 1000 GPU(s)"), \
+        proc.stderr
+    assert "0 GPUs to encode on CPUs" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
