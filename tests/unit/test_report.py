@@ -365,6 +365,8 @@ def test_nice_ticks_cover_the_range() -> None:
     assert nice_ticks(0, 11, integer=True) == [0, 5, 10, 15]
     ticks = nice_ticks(-0.13, 0.87)
     assert ticks[0] <= -0.13 and ticks[-1] >= 0.87
+    # a range narrower than a few float spacings at its magnitude: the step cannot advance (looped forever)
+    assert nice_ticks(1e16, 1e16 + 2) == [1e16, 1e16 + 2]
 
 
 def test_markdown_variant(report: Report, fixture_results: SuiteResults) -> None:
