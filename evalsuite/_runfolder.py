@@ -153,14 +153,16 @@ def point_latest(folder: Path, run_id: str) -> None:
             raise
 
 
-def _alive(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
+    """Whether no process has id ``pid`` (so what it left behind by that id is stale). Another
+    user's process, and a number no process can have, count as not gone: left alone."""
     try:
         os.kill(pid, 0)
-    except PermissionError:  # another user's process
+    except ProcessLookupError:
         return True
-    except (ProcessLookupError, OverflowError):
+    except (PermissionError, OverflowError):
         return False
-    return True
+    return False
 
 
 def recover_interrupted_swap(target: Path) -> list[Path]:
@@ -177,7 +179,7 @@ def recover_interrupted_swap(target: Path) -> list[Path]:
     for entry in sorted(target.parent.iterdir()):
         pid = entry.name[len(prefix):]
         if (not entry.name.startswith(prefix) or not pid.isdigit() or entry.is_symlink() or not entry.is_dir()
-                or _alive(int(pid))):
+                or not process_gone(int(pid))):
             continue
         if target.exists() or target.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

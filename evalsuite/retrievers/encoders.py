@@ -935,16 +935,12 @@ def export_onnx(folder: str | os.PathLike[str], target: str | os.PathLike[str]) 
 
 def _remove_dead_partials(path: Path) -> None:
     """Delete ``.<name>.<pid>.partial`` exports left by processes that no longer run (a killed export)."""
+    from evalsuite._runfolder import process_gone
+
     for leftover in path.parent.glob(f".{path.name}.*.partial"):
         pid = leftover.name[len(path.name) + 2: -len(".partial")]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and int(pid) != os.getpid() and process_gone(int(pid)):
             leftover.unlink(missing_ok=True)
-        except (PermissionError, OverflowError):  # another user's live process / not a pid
-            continue
 
 
 def _check_export(path: Path, wrapper: Any, tokenizer: Any, names: list[str], layout: StLayout, torch: Any) -> None:
