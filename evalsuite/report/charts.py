@@ -84,8 +84,8 @@ def nice_ticks(low: float, high: float, target: int = 5, *, integer: bool = Fals
     steps = (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)
     step = next(m * magnitude for m in steps if m * magnitude >= raw)
     start = math.floor(low / step + 1e-9) * step
-    if start + step == start or start + step * target * 4 < high:  # a step below the float spacing there
-        return [low, high]
+    if start + step == start or start + step * target * 4 < high:
+        return [low, high]  # at this magnitude the step is below the float spacing: it could not advance
     ticks = []
     value = start
     while value <= high + step * 1e-6:
