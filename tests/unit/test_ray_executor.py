@@ -186,6 +186,27 @@ def test_suite_on_ray_equals_local_for_dense_bm25_and_hybrid(tmp_path: Path) -> 
         assert settings["num_shards"] == 2 and settings["grid"] is grid_mode and settings["cpus"] == 2
 
 
+def _golden_suite(tmp_path: Path, retriever: str, extra: str = "") -> Path:
+    """A one-task suite (the golden set) with one retriever, its output in ``tmp_path / 'out'``."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ntasks: [{{name: g, type: golden, path: {REPO / 'golden_sets' / 'cranfield-50'}}}]\n"
+                     f"retrievers: [{{name: {retriever}, type: {retriever}}}]\noutput: {tmp_path / 'out'}\n{extra}")
+    return suite
+
+
+def _evalsuite(*argv: str, timeout: float, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``python -m evalsuite ARGV`` in a fresh process (no Ray address or Ray connect settings
+    inherited; ``env`` added), and the seconds it took."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    for name in ("RAY_ADDRESS", "RAY_NUM_REDIS_GET_RETRIES", "RAY_py_gcs_connect_timeout_s"):
+        if name not in env:
+            full.pop(name, None)
+    began = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "evalsuite", *argv], capture_output=True, text=True, env=full,
+                          timeout=timeout)
+    return proc, time.perf_counter() - began
+
+
 def test_a_head_that_takes_the_connection_but_never_answers_fails_within_the_connect_timeout(
         tmp_path: Path) -> None:
     """A port that accepts TCP but is no Ray head (here: a socket that listens and never
@@ -195,18 +216,9 @@ def test_a_head_that_takes_the_connection_but_never_answers_fails_within_the_con
         silent.bind(("", 0))  # every address: Ray rewrites 127.0.0.1 to the node's own address
         silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
         port = silent.getsockname()[1]
-        suite = tmp_path / "s.yaml"
-        suite.write_text(f"name: s\ntasks: [{{name: g, type: golden, path: {REPO / 'golden_sets' / 'cranfield-50'}}}]\n"
-                         f"retrievers: [{{name: bm25, type: bm25}}]\noutput: {tmp_path / 'out'}\n"
-                         "ray: {connect_timeout_s: 2}\n")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_gcs_rpc_server_connect_timeout_s": "1"}
-        for name in ("RAY_ADDRESS", "RAY_NUM_REDIS_GET_RETRIES", "RAY_py_gcs_connect_timeout_s"):
-            env.pop(name, None)
-        began = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "evalsuite", "run", str(suite), "-q", "--executor", "ray",
-                               "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
-                              timeout=120)
-        elapsed = time.perf_counter() - began
+        suite = _golden_suite(tmp_path, "bm25", "ray: {connect_timeout_s: 2}\n")
+        proc, elapsed = _evalsuite("run", str(suite), "-q", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+                                   timeout=120, RAY_gcs_rpc_server_connect_timeout_s="1")
     assert proc.returncode == 2, proc.stderr
     assert f"evalsuite: error: cannot join the Ray cluster at '127.0.0.1:{port}'" in proc.stderr
     assert "Traceback" not in proc.stderr and elapsed < 30, (elapsed, proc.stderr)
@@ -216,14 +228,9 @@ def test_a_head_that_takes_the_connection_but_never_answers_fails_within_the_con
 def test_a_worker_no_node_can_host_is_one_line_and_exit_2_not_a_wait_forever(tmp_path: Path) -> None:
     """``num_gpus_per_worker: 1`` on a machine without GPUs: Ray never schedules the encoding
     actor and the run waited forever at 'encoding ... on 1 Ray worker(s)'."""
-    suite = tmp_path / "s.yaml"
-    suite.write_text(f"name: s\ntasks: [{{name: g, type: golden, path: {REPO / 'golden_sets' / 'cranfield-50'}}}]\n"
-                     f"retrievers: [{{name: dense, type: dense}}]\noutput: {tmp_path / 'out'}\n"
-                     "executor: ray\nray: {num_gpus_per_worker: 1000, num_cpus: 1, num_workers: 1}\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, "-m", "evalsuite", "run", str(suite), "-q", "--no-cache"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    suite = _golden_suite(tmp_path, "dense",
+                          "executor: ray\nray: {num_gpus_per_worker: 1000, num_cpus: 1, num_workers: 1}\n")
+    proc, _ = _evalsuite("run", str(suite), "-q", "--no-cache", timeout=60, HF_HUB_OFFLINE="1")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("evalsuite: error: a Ray worker needs 1 CPU(s) and 1000 GPU(s)"), \
@@ -236,18 +243,12 @@ def test_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    suite = tmp_path / "s.yaml"
-    suite.write_text(f"name: s\ntasks: [{{name: g, type: golden, path: {REPO / 'golden_sets' / 'cranfield-50'}}}]\n"
-                     f"retrievers: [{{name: bm25, type: bm25}}]\noutput: {tmp_path / 'out'}\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
-    began = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "evalsuite", "run", str(suite), "--executor", "ray",
-                           "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
-                          timeout=120)
+    suite = _golden_suite(tmp_path, "bm25")
+    proc, elapsed = _evalsuite("run", str(suite), "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+                               timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"evalsuite: error: cannot reach the Ray cluster at "
                                                    f"'127.0.0.1:{port}'"), proc.stderr
-    assert "Traceback" not in proc.stderr and time.perf_counter() - began < 60
+    assert "Traceback" not in proc.stderr and elapsed < 60
     assert not (tmp_path / "out").exists()  # nothing half-written
